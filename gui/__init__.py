@@ -1,0 +1,1 @@
+"""PortPressure window: PySide6 + pyqtgraph only; consumes core, never the other way."""

@@ -1,0 +1,153 @@
+"""Real TCP traffic on loopback for tests and benchmarks: listeners and churning clients.
+
+Clients run in their own processes (forked) with their own process name (prctl), so
+the sampler has a real, distinct pid and name to attribute sockets to.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import multiprocessing
+import socket
+import threading
+import time
+from typing import Any
+
+_ctx = multiprocessing.get_context("fork")
+PR_SET_NAME = 15
+
+
+def set_process_name(name: str) -> None:
+    """Set /proc/self/comm (what psutil reports as the name); at most 15 bytes."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_NAME, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)
+
+
+class Listener:
+    """A loopback TCP listener served by a thread.
+
+    mode "client_closes": waits for the client's FIN, then closes (TIME_WAIT lands on
+    the client). "server_closes": closes right after accept (TIME_WAIT lands on the
+    server's listening port). "never_close": keeps every accepted socket open, never
+    reads, so closed clients leave CLOSE_WAIT behind.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, mode: str = "client_closes",
+                 backlog: int = 4096) -> None:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.sock.listen(backlog)
+        self.host, self.port = self.sock.getsockname()[:2]
+        self.mode = mode
+        self.held: list[socket.socket] = []
+        self.accepted = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        self.sock.settimeout(0.05)
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except (TimeoutError, OSError):
+                continue
+            self.accepted += 1
+            if self.mode == "never_close":
+                self.held.append(conn)
+            elif self.mode == "server_closes":
+                conn.close()
+            else:
+                threading.Thread(target=self._drain_then_close, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _drain_then_close(conn: socket.socket) -> None:
+        conn.settimeout(10)
+        try:
+            while conn.recv(4096):
+                pass
+        except OSError:
+            pass
+        conn.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
+
+    def __enter__(self) -> Listener:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _churn(host: str, port: int, hold_s: float, duration_s: float, name: str,
+           counts: Any) -> None:
+    set_process_name(name)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    deadline = time.monotonic() + duration_s
+    ok = failed = 0
+    while time.monotonic() < deadline:
+        s = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            s.connect((host, port))
+            ok += 1
+            counts[0] = ok
+            if hold_s:
+                time.sleep(hold_s)  # the workload: a short-lived connection, not a sync
+        except OSError as exc:
+            failed += 1
+            counts[1] = failed
+            if exc.errno == errno.EADDRNOTAVAIL:
+                counts[2] = counts[2] + 1
+            time.sleep(0.002)  # back off a little when the range is exhausted
+        finally:
+            s.close()  # client closes first: TIME_WAIT is ours
+
+
+class Churner:
+    """A child process opening and closing short connections to host:port in a loop
+    (connect, hold `hold_s`, close) for `duration_s` or until stopped. `ok`, `failed`
+    and `addr_not_avail` count what happened."""
+
+    def __init__(self, host: str, port: int, hold_s: float = 0.02, duration_s: float = 60.0,
+                 name: str = "churner") -> None:
+        self._counts = _ctx.Array("q", 3, lock=False)
+        self.process = _ctx.Process(target=_churn, args=(host, port, hold_s, duration_s, name,
+                                                         self._counts), daemon=True)
+        self.process.start()
+        self.name = name
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None
+        return self.process.pid
+
+    @property
+    def ok(self) -> int:
+        return int(self._counts[0])
+
+    @property
+    def failed(self) -> int:
+        return int(self._counts[1])
+
+    @property
+    def addr_not_avail(self) -> int:
+        return int(self._counts[2])
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+
+    def __enter__(self) -> Churner:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
