@@ -8,8 +8,9 @@ Everything a screen, the CLI or a report consumes is a frozen dataclass.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import numpy as np
 

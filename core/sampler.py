@@ -1,0 +1,376 @@
+"""Successive kernel reads become immutable Samples (DESIGN.md "Data flow").
+
+Per sample: counts per state, per-process rows with TIME_WAIT attributed in three
+labelled tiers, per-remote rows, counter rates, pools, forecast and verdict.
+
+TIME_WAIT sockets have no owner in the kernel table. Tiers:
+  exact     the 4-tuple was seen owned by a pid (an earlier sample while it was
+            ESTABLISHED, or a kernel FIN_WAIT1 event from the closing process);
+  inferred  a TIME_WAIT on a listening port goes to the listener's process; others go
+            to the processes recently seen talking to (or trying to reach, from kernel
+            SYN_SENT events) the same remote endpoint, split by how much they did;
+  unattributed otherwise.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from datetime import datetime
+
+import numpy as np
+
+from core import analysis
+from core.model import (
+    CLOSE_WAIT,
+    FIN_WAIT1,
+    LISTEN,
+    STATE_NAMES,
+    SYN_SENT,
+    TIME_WAIT,
+    KernelCounters,
+    PortConfig,
+    ProbeFailure,
+    ProcessRow,
+    Rates,
+    RemoteRow,
+    Sample,
+    format_address,
+)
+from core.process_names import ProcessNames
+from core.sources import SocketSource, open_source
+from core.tuples import connection_keys, events_table, pool_keys, remote_keys
+
+MEMORY_LIMIT = 2_000_000  # remembered 4-tuples; ~28 MB at the limit
+TALKER_GRACE_SECONDS = 30.0  # how long past a TIME_WAIT length a talker is remembered
+GROWTH_WINDOW_SECONDS = 10.0
+
+
+class Sampler:
+    def __init__(self, source: SocketSource | None = None, *, top: int = 50) -> None:
+        self._source = source if source is not None else open_source()
+        self.top = top
+        self._names = ProcessNames()
+        self._lock = threading.Lock()
+        self._probe_failures: list[ProbeFailure] = []
+        self._prev_counters: KernelCounters | None = None
+        self._prev_outbound = np.zeros(0, dtype=np.uint64)
+        self._prev_time: float | None = None
+        self._mem_keys = np.zeros(0, dtype=np.uint64)
+        self._mem_pids = np.zeros(0, dtype=np.int32)
+        self._mem_seen = np.zeros(0, dtype=np.float64)
+        # remote endpoint key -> {pid: (weight, last seen)}
+        self._talkers: dict[int, dict[int, tuple[float, float]]] = {}
+        self._growth: deque[tuple[float, str, int]] = deque()
+        self._comm: dict[int, str] = {}
+        self._config: PortConfig | None = None
+
+    # -- facts for the screens ---------------------------------------------------
+    @property
+    def source_name(self) -> str:
+        return self._source.name
+
+    @property
+    def port_config(self) -> PortConfig:
+        if self._config is None:
+            self._config = self._source.port_config()
+        return self._config
+
+    @property
+    def privileged(self) -> bool:
+        return bool(getattr(self._source, "privileged", False))
+
+    @property
+    def limits(self) -> tuple[str, ...]:
+        return tuple(getattr(self._source, "limits", ()))
+
+    def note_probe_failure(self, failure: ProbeFailure) -> None:
+        """An outbound test failed with an exhaustion error: evidence for the verdict."""
+        with self._lock:
+            self._probe_failures.append(failure)
+
+    def close(self) -> None:
+        self._source.close()
+
+    # -- attribution memory ---------------------------------------------------------
+    def _remember(self, keys: np.ndarray, pids: np.ndarray, now: float, horizon: float) -> None:
+        keep = self._mem_seen >= now - horizon
+        all_keys = np.concatenate([self._mem_keys[keep], keys])
+        all_pids = np.concatenate([self._mem_pids[keep], pids.astype(np.int32)])
+        all_seen = np.concatenate([self._mem_seen[keep], np.full(len(keys), now)])
+        if len(keys):
+            # Newest wins: unique over the reversed arrays keeps the last occurrence.
+            rev_keys = all_keys[::-1]
+            uniq, idx = np.unique(rev_keys, return_index=True)
+            self._mem_keys = uniq
+            self._mem_pids = all_pids[::-1][idx]
+            self._mem_seen = all_seen[::-1][idx]
+        else:
+            self._mem_keys, self._mem_pids, self._mem_seen = all_keys, all_pids, all_seen
+        if len(self._mem_keys) > MEMORY_LIMIT:
+            newest = np.argsort(self._mem_seen)[-MEMORY_LIMIT:]
+            newest.sort()
+            self._mem_keys = self._mem_keys[newest]
+            self._mem_pids = self._mem_pids[newest]
+            self._mem_seen = self._mem_seen[newest]
+
+    def _recall(self, keys: np.ndarray) -> np.ndarray:
+        result = np.full(len(keys), -1, dtype=np.int32)
+        if not len(self._mem_keys) or not len(keys):
+            return result
+        pos = np.searchsorted(self._mem_keys, keys)
+        pos[pos >= len(self._mem_keys)] = 0
+        hit = self._mem_keys[pos] == keys
+        result[hit] = self._mem_pids[pos[hit]]
+        return result
+
+    def _note_talkers(self, rkeys: np.ndarray, pids: np.ndarray, now: float, horizon: float) -> None:
+        if len(rkeys):
+            pairs = np.empty(len(rkeys), dtype=[("r", "u8"), ("p", "i4")])
+            pairs["r"], pairs["p"] = rkeys, pids
+            uniq, counts = np.unique(pairs, return_counts=True)
+            for (rkey, pid), count in zip(uniq.tolist(), counts.tolist(), strict=True):
+                self._talkers.setdefault(rkey, {})[pid] = (float(count), now)
+        for rkey in list(self._talkers):
+            talkers = self._talkers[rkey]
+            for pid in [p for p, (_, seen) in talkers.items() if seen < now - horizon]:
+                del talkers[pid]
+            if not talkers:
+                del self._talkers[rkey]
+
+    def _infer(self, rkeys: np.ndarray) -> dict[int, int]:
+        """Split TIME_WAIT counts per remote endpoint among that endpoint's talkers."""
+        inferred: dict[int, int] = {}
+        if not len(rkeys) or not self._talkers:
+            return inferred
+        uniq, counts = np.unique(rkeys, return_counts=True)
+        known = np.fromiter(self._talkers.keys(), dtype=np.uint64, count=len(self._talkers))
+        mask = np.isin(uniq, known)
+        for rkey, count in zip(uniq[mask].tolist(), counts[mask].tolist(), strict=True):
+            talkers = self._talkers[rkey]
+            total = sum(w for w, _ in talkers.values())
+            shares = sorted(((count * w / total, pid) for pid, (w, _) in talkers.items()), reverse=True)
+            given = 0
+            for i, (share, pid) in enumerate(shares):
+                n = count - given if i == len(shares) - 1 else int(round(share))
+                n = max(0, min(n, count - given))
+                given += n
+                if n:
+                    inferred[pid] = inferred.get(pid, 0) + n
+        return inferred
+
+    # -- the sample -------------------------------------------------------------------
+    def sample(self) -> Sample:
+        started = time.perf_counter()
+        read = self._source.read()
+        self._config = config = read.config
+        now = read.counters.monotonic
+        table = read.table
+        dt = (now - self._prev_time) if self._prev_time is not None else None
+        horizon = config.time_wait_seconds + TALKER_GRACE_SECONDS
+
+        states = table["state"]
+        pids = table["pid"]
+        state_counts = np.bincount(states, minlength=len(STATE_NAMES))
+        rkey = remote_keys(table)
+        pkey = pool_keys(table, rkey)
+        ckey = connection_keys(table, pkey)
+        facts = analysis.split_table(table, config)
+        tw = states == TIME_WAIT
+        owned = (pids >= 0) & (states != LISTEN)
+
+        # Kernel events: FIN_WAIT1 names the closer of an exact 4-tuple; SYN_SENT names
+        # the process trying to reach a destination (also when the attempt fails).
+        events = events_table(read.events)
+        ev_states = events["state"]
+        fin = ev_states == FIN_WAIT1
+        syn = ev_states == SYN_SENT
+        for event in read.events:
+            self._comm[event.pid] = event.comm
+        ev_ckeys = connection_keys(events[fin]) if fin.any() else np.zeros(0, dtype=np.uint64)
+        self._remember(np.concatenate([ckey[owned], ev_ckeys]),
+                       np.concatenate([pids[owned], events["pid"][fin]]), now, horizon)
+
+        # Exact tier.
+        tw_idx = np.flatnonzero(tw)
+        exact_pids = self._recall(ckey[tw_idx])
+        # Inferred tier (a): TIME_WAIT on a listening port belongs to the listener.
+        listen_rows = table[(states == LISTEN) & (pids >= 0)]
+        listener_of = dict(zip(listen_rows["lport"].tolist(), listen_rows["pid"].tolist(), strict=True))
+        inferred: dict[int, int] = {}
+        rest = tw_idx[exact_pids < 0]
+        if listener_of and len(rest):
+            on_listener = np.isin(table["lport"][rest], np.fromiter(listener_of, dtype=np.uint16))
+            for port, count in zip(*np.unique(table["lport"][rest[on_listener]], return_counts=True),
+                                   strict=True):
+                pid = listener_of[int(port)]
+                inferred[pid] = inferred.get(pid, 0) + int(count)
+            rest = rest[~on_listener]
+        # Inferred tier (b): processes talking to the same remote endpoint.
+        outbound_owned = owned & facts.outbound
+        self._note_talkers(np.concatenate([rkey[outbound_owned], remote_keys(events[syn])]),
+                           np.concatenate([pids[outbound_owned], events["pid"][syn]]), now, horizon)
+        for pid, count in self._infer(rkey[rest]).items():
+            inferred[pid] = inferred.get(pid, 0) + count
+        inferred_total = sum(inferred.values())
+        exact_total = int(np.count_nonzero(exact_pids >= 0))
+        unattributed = len(tw_idx) - exact_total - inferred_total
+
+        # New outbound connections since the last sample, by pid (owned or exact TIME_WAIT).
+        row_pid = pids.copy()
+        row_pid[tw_idx] = exact_pids
+        out_keys = ckey[facts.outbound]
+        new_rows = np.zeros(len(table), dtype=bool)
+        if self._prev_time is not None:
+            new_rows[facts.outbound] = ~np.isin(out_keys, self._prev_outbound)
+        self._prev_outbound = np.unique(out_keys)
+
+        pools, top_keys = analysis.compute_pools(table, config, facts, pkey)
+        ports = analysis.summarize_ports(pools, config, table, facts)
+        pool_rate = 0.0
+        if dt and pools:
+            busiest_key = top_keys[0] if top_keys else None
+            counted = facts.outbound & facts.in_range
+            if busiest_key is not None:
+                counted &= pkey == busiest_key
+            pool_rate = float(np.count_nonzero(new_rows & counted)) / dt
+        growth = self._growth_rate(now, ports.pool, ports.in_use)
+        fc = analysis.forecast(ports, pool_rate, config.time_wait_seconds, growth)
+
+        processes = self._process_rows(table, row_pid, owned, exact_pids, inferred, new_rows,
+                                       events["pid"][syn], dt)
+        remotes = self._remote_rows(table, facts, rkey)
+        with self._lock:
+            self._probe_failures = [f for f in self._probe_failures
+                                    if now - f.monotonic <= analysis.PROBE_EVIDENCE_SECONDS]
+            failures = tuple(self._probe_failures)
+        verdict = analysis.judge(ports, fc, config, processes, remotes, failures, now)
+        rates = self._rates(read.counters, dt)
+
+        self._prev_counters = read.counters
+        self._prev_time = now
+        wall = datetime.now().astimezone()
+        return Sample(
+            time_iso=wall.isoformat(timespec="milliseconds"),
+            timestamp=wall.timestamp(),
+            states={name: int(state_counts[code]) for code, name in enumerate(STATE_NAMES)},
+            ports=ports,
+            rates=rates,
+            forecast=fc,
+            processes=tuple(processes[: self.top]),
+            remotes=tuple(remotes[: self.top]),
+            verdict=verdict,
+            sample_ms=(time.perf_counter() - started) * 1000.0,
+            time_wait_unattributed=int(unattributed),
+            time_wait_seconds=config.time_wait_seconds,
+            os_name=config.os_name,
+            limits=read.limits,
+            extra={
+                "time_wait_exact": exact_total,
+                "time_wait_inferred": inferred_total,
+                "kernel_read_ms": round(read.read_ms, 2),
+                "source": self._source.name,
+                "events": len(read.events),
+                "sockets": len(table),
+            },
+        )
+
+    def _growth_rate(self, now: float, pool: str, in_use: int) -> float | None:
+        self._growth.append((now, pool, in_use))
+        while self._growth and self._growth[0][0] < now - GROWTH_WINDOW_SECONDS:
+            self._growth.popleft()
+        same = [(t, n) for t, label, n in self._growth if label == pool]
+        if len(same) < 2 or same[-1][0] - same[0][0] <= 0:
+            return None
+        return (same[-1][1] - same[0][1]) / (same[-1][0] - same[0][0])
+
+    def _rates(self, counters: KernelCounters, dt: float | None) -> Rates:
+        prev = self._prev_counters
+        if prev is None or not dt:
+            return Rates()
+
+        def rate(a: int, b: int) -> float:
+            return max(a - b, 0) / dt
+
+        return Rates(
+            active_opens_per_s=rate(counters.active_opens, prev.active_opens),
+            passive_opens_per_s=rate(counters.passive_opens, prev.passive_opens),
+            attempt_fails_per_s=rate(counters.attempt_fails, prev.attempt_fails),
+        )
+
+    def _process_rows(self, table: np.ndarray, row_pid: np.ndarray, owned: np.ndarray,
+                      exact_pids: np.ndarray, inferred: dict[int, int], new_rows: np.ndarray,
+                      syn_pids: np.ndarray, dt: float | None) -> list[ProcessRow]:
+        states = table["state"]
+        held = table["pid"] >= 0
+        n_states = len(STATE_NAMES)
+        per_state: dict[int, np.ndarray] = {}
+        if held.any():
+            combo = table["pid"][held].astype(np.int64) * n_states + states[held]
+            uniq, counts = np.unique(combo, return_counts=True)
+            for value, count in zip(uniq.tolist(), counts.tolist(), strict=True):
+                pid, state = divmod(value, n_states)
+                per_state.setdefault(pid, np.zeros(n_states, dtype=np.int64))[state] = count
+        exact_counts: dict[int, int] = {}
+        if (exact_pids >= 0).any():
+            uniq, counts = np.unique(exact_pids[exact_pids >= 0], return_counts=True)
+            exact_counts = dict(zip(uniq.tolist(), counts.tolist(), strict=True))
+        opens: dict[int, float] = {}
+        if dt:
+            new_pids = row_pid[new_rows]
+            new_pids = new_pids[new_pids >= 0]
+            observed = dict(zip(*[a.tolist() for a in np.unique(new_pids, return_counts=True)],
+                                strict=True))
+            attempts = dict(zip(*[a.tolist() for a in np.unique(syn_pids, return_counts=True)],
+                                strict=True))
+            for pid in set(observed) | set(attempts):
+                # SYN_SENT events count every attempt, failed ones too; table diffs only
+                # see what lived until a sample. Take the better-informed of the two.
+                opens[pid] = max(observed.get(pid, 0), attempts.get(pid, 0)) / dt
+        rows: list[ProcessRow] = []
+        pids = set(per_state) | set(exact_counts) | set(inferred) | set(opens)
+        self._names.forget_except(pids)
+        for pid in pids:
+            counts = per_state.get(pid, np.zeros(n_states, dtype=np.int64))
+            tw_exact = exact_counts.get(pid, 0)
+            tw_inferred = inferred.get(pid, 0)
+            state_map = {STATE_NAMES[i]: int(c) for i, c in enumerate(counts.tolist()) if c}
+            if tw_exact + tw_inferred:
+                state_map["TIME_WAIT"] = tw_exact + tw_inferred
+            connections = int(counts.sum() - counts[LISTEN] - counts[TIME_WAIT])
+            rows.append(ProcessRow(
+                pid=pid,
+                name=self._names.name(pid, self._comm.get(pid)),
+                connections=connections,
+                time_wait=tw_exact + tw_inferred,
+                time_wait_exact=tw_exact,
+                time_wait_inferred=tw_inferred,
+                opens_per_s=opens.get(pid, 0.0),
+                states=state_map,
+                close_wait=int(counts[CLOSE_WAIT]),
+            ))
+        if len(self._comm) > 10_000:
+            self._comm = {pid: comm for pid, comm in self._comm.items() if pid in pids}
+        rows.sort(key=lambda p: (-(p.time_wait + p.connections), -p.opens_per_s, p.pid))
+        return rows
+
+    def _remote_rows(self, table: np.ndarray, facts: analysis.PoolFacts,
+                     rkey: np.ndarray) -> list[RemoteRow]:
+        """Remote endpoints of the connections this host initiated (inbound clients'
+        ephemeral ports would only add noise)."""
+        mask = facts.outbound & (table["rport"] > 0)
+        if not mask.any():
+            return []
+        keys = rkey[mask]
+        rows = table[mask]
+        uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        total = np.bincount(inverse, minlength=len(uniq))
+        tws = np.bincount(inverse, weights=rows["state"] == TIME_WAIT, minlength=len(uniq)).astype(np.int64)
+        order = np.lexsort((-tws, -total))[: self.top]
+        result = []
+        for i in order.tolist():
+            r = rows[first[i]]
+            result.append(RemoteRow(format_address(int(r["family"]), bytes(r["raddr"])), int(r["rport"]),
+                                    int(total[i]), int(tws[i])))
+        return result
