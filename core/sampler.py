@@ -47,6 +47,15 @@ TALKER_GRACE_SECONDS = 30.0  # how long past a TIME_WAIT length a talker is reme
 GROWTH_WINDOW_SECONDS = 10.0
 
 
+def _sorted_contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """bool per key: present in sorted_keys (cheaper than np.isin, which sorts both)."""
+    if not len(sorted_keys):
+        return np.zeros(len(keys), dtype=bool)
+    pos = np.searchsorted(sorted_keys, keys)
+    pos[pos >= len(sorted_keys)] = 0
+    return sorted_keys[pos] == keys
+
+
 class Sampler:
     def __init__(self, source: SocketSource | None = None, *, top: int = 50) -> None:
         self._source = source if source is not None else open_source()
@@ -119,10 +128,8 @@ class Sampler:
         result = np.full(len(keys), -1, dtype=np.int32)
         if not len(self._mem_keys) or not len(keys):
             return result
-        pos = np.searchsorted(self._mem_keys, keys)
-        pos[pos >= len(self._mem_keys)] = 0
-        hit = self._mem_keys[pos] == keys
-        result[hit] = self._mem_pids[pos[hit]]
+        hit = _sorted_contains(self._mem_keys, keys)
+        result[hit] = self._mem_pids[np.searchsorted(self._mem_keys, keys[hit])]
         return result
 
     def _note_talkers(self, rkeys: np.ndarray, pids: np.ndarray, now: float, horizon: float) -> None:
@@ -223,8 +230,8 @@ class Sampler:
         out_keys = ckey[facts.outbound]
         new_rows = np.zeros(len(table), dtype=bool)
         if self._prev_time is not None:
-            new_rows[facts.outbound] = ~np.isin(out_keys, self._prev_outbound)
-        self._prev_outbound = np.unique(out_keys)
+            new_rows[facts.outbound] = ~_sorted_contains(self._prev_outbound, out_keys)
+        self._prev_outbound = np.sort(out_keys)
 
         pools, top_keys = analysis.compute_pools(table, config, facts, pkey)
         ports = analysis.summarize_ports(pools, config, table, facts)

@@ -86,7 +86,7 @@ class LinuxSource:
         config = self.port_config()
         if with_table:
             try:
-                table = parse_dump(self._diag_socket().dump_raw(ALL_STATES_MASK))
+                table = parse_dump(*self._diag_socket().dump(ALL_STATES_MASK))
             except OSError as exc:
                 # A broken netlink socket is replaced on the next sample.
                 if self._diag is not None:
