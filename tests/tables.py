@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from core.model import NO_PID, STATE_CODE, empty_table, pack_address
 
 
-def table(*rows: tuple) -> "object":
+def table(*rows: tuple) -> np.ndarray:
     """rows: (state, local "addr:port", remote "addr:port", pid) with IPv4 addresses."""
     t = empty_table(len(rows))
     for i, (state, local, remote, pid) in enumerate(rows):
