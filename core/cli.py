@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -89,8 +90,6 @@ def positive_int(text: str) -> int:
 def has_display() -> bool:
     """Whether a window can be shown: always on Windows/macOS, on Linux only with a
     display server or an explicit Qt platform (offscreen for tests)."""
-    import os
-
     if sys.platform in ("win32", "darwin"):
         return True
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
@@ -107,6 +106,9 @@ def main(argv: Sequence[str] | None = None,
             print("portpressure: no display found; showing the terminal view instead "
                   "(run 'portpressure watch --help' for options)", file=sys.stderr)
             args_list = ["watch"]
+            # Tests and scripts can bound the fallback view without a terminal to stop it.
+            if os.environ.get("PORTPRESSURE_WATCH_COUNT", "").isdigit():
+                args_list += ["--count", os.environ["PORTPRESSURE_WATCH_COUNT"]]
         elif not args_list and open_window is not None:
             args_list = ["gui"]
         args = parser.parse_args(args_list)
