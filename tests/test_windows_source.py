@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import ctypes
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import pytest
@@ -60,35 +61,36 @@ def port_dword(port: int) -> int:
 Row = tuple[int, str, int, str, int, int]  # (MIB state, laddr, lport, raddr, rport, pid)
 
 
-def table4_bytes(rows: Sequence[Row], trailing: bytes = b"") -> bytes:
+def _table_bytes(row_type: type[ctypes.Structure], rows: Sequence[Row],
+                 write_addresses: Callable[[Any, str, str], None]) -> bytes:
+    """dwNumEntries followed by the rows: a MIB_TCP(6)TABLE_OWNER_PID as Windows fills it."""
     class Table(ctypes.Structure):
-        _fields_ = [("dwNumEntries", DWORD), ("table", Row4 * max(len(rows), 1))]
+        _fields_ = [("dwNumEntries", DWORD), ("table", row_type * max(len(rows), 1))]
 
     t = Table()
     t.dwNumEntries = len(rows)
     for i, (state, laddr, lport, raddr, rport, pid) in enumerate(rows):
         row = t.table[i]
         row.dwState, row.dwOwningPid = state, pid
-        row.dwLocalAddr, row.dwRemoteAddr = ipv4_dword(laddr), ipv4_dword(raddr)
         row.dwLocalPort, row.dwRemotePort = port_dword(lport), port_dword(rport)
-    data = bytes(t)
-    return data[: 4 + 24 * len(rows)] + trailing
+        write_addresses(row, laddr, raddr)
+    return bytes(t)[: Table.table.offset + ctypes.sizeof(row_type) * len(rows)]
+
+
+def table4_bytes(rows: Sequence[Row], trailing: bytes = b"") -> bytes:
+    def write(row: Any, laddr: str, raddr: str) -> None:
+        row.dwLocalAddr, row.dwRemoteAddr = ipv4_dword(laddr), ipv4_dword(raddr)
+
+    return _table_bytes(Row4, rows, write) + trailing
 
 
 def table6_bytes(rows: Sequence[Row], scope: int = 0) -> bytes:
-    class Table(ctypes.Structure):
-        _fields_ = [("dwNumEntries", DWORD), ("table", Row6 * max(len(rows), 1))]
-
-    t = Table()
-    t.dwNumEntries = len(rows)
-    for i, (state, laddr, lport, raddr, rport, pid) in enumerate(rows):
-        row = t.table[i]
-        row.dwState, row.dwOwningPid = state, pid
+    def write(row: Any, laddr: str, raddr: str) -> None:
         row.ucLocalAddr[:] = list(pack_address(laddr)[1])
         row.ucRemoteAddr[:] = list(pack_address(raddr)[1])
         row.dwLocalScopeId = row.dwRemoteScopeId = scope
-        row.dwLocalPort, row.dwRemotePort = port_dword(lport), port_dword(rport)
-    return bytes(t)[: 4 + 56 * len(rows)]
+
+    return _table_bytes(Row6, rows, write)
 
 
 def described(table: np.ndarray) -> list[tuple[str, str, int, str, int, int]]:

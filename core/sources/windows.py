@@ -208,33 +208,30 @@ def _ipv4_slots(dwords: np.ndarray) -> np.ndarray:
     return slots.view("V16").ravel()
 
 
-def ipv4_table(buffer: TableBytes) -> np.ndarray:
-    """MIB_TCPTABLE_OWNER_PID bytes (any buffer) -> SOCKET_DTYPE table."""
-    rows = _rows(buffer, MIB_TCPTABLE_OWNER_PID, ROW4_DTYPE)
+def _socket_table(rows: np.ndarray, family: int, laddr: np.ndarray, raddr: np.ndarray) -> np.ndarray:
+    """The fields both row layouts share, converted; addresses come ready as 16-byte slots."""
     table = empty_table(len(rows))
-    table["family"] = 4
+    table["family"] = family
     table["state"] = _states(rows["dwState"])
     table["lport"] = _ports(rows["dwLocalPort"])
     table["rport"] = _ports(rows["dwRemotePort"])
     table["pid"] = _pids(rows["dwOwningPid"], table["state"])
-    table["laddr"] = _ipv4_slots(rows["dwLocalAddr"])
-    table["raddr"] = _ipv4_slots(rows["dwRemoteAddr"])
+    table["laddr"] = laddr
+    table["raddr"] = raddr
     return table
+
+
+def ipv4_table(buffer: TableBytes) -> np.ndarray:
+    """MIB_TCPTABLE_OWNER_PID bytes (any buffer) -> SOCKET_DTYPE table."""
+    rows = _rows(buffer, MIB_TCPTABLE_OWNER_PID, ROW4_DTYPE)
+    return _socket_table(rows, 4, _ipv4_slots(rows["dwLocalAddr"]), _ipv4_slots(rows["dwRemoteAddr"]))
 
 
 def ipv6_table(buffer: TableBytes) -> np.ndarray:
     """MIB_TCP6TABLE_OWNER_PID bytes (any buffer) -> SOCKET_DTYPE table. Scope ids are
     dropped: SOCKET_DTYPE has no slot for them, and pools are keyed by address only."""
     rows = _rows(buffer, MIB_TCP6TABLE_OWNER_PID, ROW6_DTYPE)
-    table = empty_table(len(rows))
-    table["family"] = 6
-    table["state"] = _states(rows["dwState"])
-    table["lport"] = _ports(rows["dwLocalPort"])
-    table["rport"] = _ports(rows["dwRemotePort"])
-    table["pid"] = _pids(rows["dwOwningPid"], table["state"])
-    table["laddr"] = rows["ucLocalAddr"]
-    table["raddr"] = rows["ucRemoteAddr"]
-    return table
+    return _socket_table(rows, 6, rows["ucLocalAddr"], rows["ucRemoteAddr"])
 
 
 def counters_from_stats(stats: Sequence[MIB_TCPSTATS], monotonic: float) -> KernelCounters:
