@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import multiprocessing
+import os
 import socket
 import threading
 import time
@@ -87,9 +88,28 @@ class Listener:
         self.close()
 
 
+def close_inherited_listeners() -> None:
+    """A forked child inherits the parent's listening sockets; close them so the
+    table shows the listener owned by the parent only, as in real life."""
+    for entry in os.listdir("/proc/self/fd"):
+        try:
+            sock = socket.socket(fileno=int(entry))
+        except (OSError, ValueError):
+            continue  # not a socket (or already gone)
+        try:
+            listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        except OSError:
+            listening = 0
+        if listening:
+            sock.close()
+        else:
+            sock.detach()
+
+
 def _churn(host: str, port: int, hold_s: float, duration_s: float, name: str,
            counts: Any) -> None:
     set_process_name(name)
+    close_inherited_listeners()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     deadline = time.monotonic() + duration_s
     ok = failed = 0
