@@ -16,6 +16,7 @@ from core.sources.linux_proc import read_counters, read_port_config
 # Linux only: mypy --platform win32 treats the rest of this module as unreachable.
 assert sys.platform.startswith("linux")
 
+from core.sources.linux_trace import SockStateTrace, TraceUnavailable  # noqa: E402
 from core.sources.netlink_diag import ALL_STATES_MASK, DiagSocket, parse_dump  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -28,18 +29,13 @@ class LinuxSource:
         self.proc = proc
         self._diag: DiagSocket | None = None
         self._owners = InodeOwners(proc)
-        self._trace = None
+        self._trace: SockStateTrace | None = None
         self.trace_status = "kernel events off"
         self.privileged = os.geteuid() == 0
         if trace:
             self._start_trace()
 
     def _start_trace(self) -> None:
-        try:
-            from core.sources.linux_trace import SockStateTrace, TraceUnavailable
-        except ImportError:
-            self.trace_status = "kernel events unavailable in this build"
-            return
         try:
             self._trace = SockStateTrace()
             self.trace_status = "kernel events on (sock:inet_sock_set_state)"
