@@ -1,0 +1,152 @@
+"""Sampling off the GUI thread: a QObject worker with its own QTimer in a QThread.
+
+The worker owns the Sampler (created inside the thread, since opening a source can
+take a full /proc scan) and emits immutable Samples through queued signals. A failed
+read is reported as text and the next tick simply tries again. The GUI thread never
+touches the kernel.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
+
+from core.model import PortConfig, ProbeFailure, Sample
+
+log = logging.getLogger(__name__)
+
+
+class SamplerLike(Protocol):
+    """What the worker needs from core.sampler.Sampler (a replay can provide it too)."""
+
+    def sample(self) -> Sample: ...
+    def note_probe_failure(self, failure: ProbeFailure) -> None: ...
+    def close(self) -> None: ...
+    @property
+    def port_config(self) -> PortConfig: ...
+    @property
+    def source_name(self) -> str: ...
+    @property
+    def privileged(self) -> bool: ...
+    @property
+    def limits(self) -> tuple[str, ...]: ...
+
+
+@dataclass(frozen=True)
+class SourceFacts:
+    """What the status bar says about the reader, sent once when it opens."""
+
+    source_name: str
+    privileged: bool
+    limits: tuple[str, ...]
+    port_config: PortConfig
+
+
+def _default_sampler() -> SamplerLike:
+    from core.sampler import Sampler
+
+    return Sampler()
+
+
+class SamplingWorker(QObject):
+    sample_ready = Signal(object)  # Sample
+    facts_ready = Signal(object)  # SourceFacts
+    error = Signal(str)
+
+    def __init__(self, make_sampler: Callable[[], SamplerLike] = _default_sampler,
+                 interval_s: float = 1.0) -> None:
+        super().__init__()
+        self._make_sampler = make_sampler
+        self._interval_ms = max(int(interval_s * 1000), 10)
+        self._sampler: SamplerLike | None = None
+        self._timer: QTimer | None = None
+        self._lock = threading.Lock()
+        self._pending_failures: list[ProbeFailure] = []
+
+    @property
+    def interval_s(self) -> float:
+        return self._interval_ms / 1000.0
+
+    @Slot()
+    def start(self) -> None:
+        """Runs in the worker thread: the timer must belong to that thread."""
+        self._timer = QTimer(self)
+        self._timer.setInterval(self._interval_ms)
+        self._timer.timeout.connect(self.tick)
+        self._timer.start()
+        self.tick()
+
+    @Slot()
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.stop()
+        if self._sampler is not None:
+            try:
+                self._sampler.close()
+            except Exception as exc:  # closing must not keep the window from closing
+                log.warning("closing the sampler: %s", exc)
+            self._sampler = None
+
+    def note_probe_failure(self, failure: ProbeFailure) -> None:
+        """Thread-safe; kept until the sampler exists, then handed to it."""
+        with self._lock:
+            sampler = self._sampler
+            if sampler is None:
+                self._pending_failures.append(failure)
+                return
+        sampler.note_probe_failure(failure)
+
+    def _open(self) -> SamplerLike:
+        sampler = self._make_sampler()
+        with self._lock:
+            self._sampler = sampler
+            pending, self._pending_failures = self._pending_failures, []
+        for failure in pending:
+            sampler.note_probe_failure(failure)
+        self.facts_ready.emit(SourceFacts(sampler.source_name, sampler.privileged, sampler.limits,
+                                          sampler.port_config))
+        return sampler
+
+    @Slot()
+    def tick(self) -> None:
+        try:
+            sampler = self._sampler or self._open()
+            sample = sampler.sample()
+        except Exception as exc:  # every failure is shown and retried, never fatal
+            log.warning("sampling failed: %s", exc, exc_info=not isinstance(exc, OSError))
+            self.error.emit(f"Sampling failed, retrying every {self.interval_s:g} s: {exc}")
+            return
+        self.sample_ready.emit(sample)
+
+
+class SamplingThread(QObject):
+    """Owns the QThread and the worker; start() and stop() from the GUI thread."""
+
+    def __init__(self, worker: SamplingWorker, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.worker = worker
+        self.thread = QThread()
+        self.thread.setObjectName("portpressure-sampling")
+        worker.moveToThread(self.thread)
+        self.thread.started.connect(worker.start)
+        # `finished` is emitted inside the worker thread as its loop ends: the timer
+        # and the sampler are stopped and closed in the thread that owns them.
+        self.thread.finished.connect(worker.stop, Qt.ConnectionType.DirectConnection)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, timeout_ms: int = 5000) -> bool:
+        """End the worker thread's loop (the sampler is closed there) and wait for it."""
+        if not self.thread.isRunning():
+            return True
+        self.thread.quit()  # takes effect after a sample in progress
+        finished = self.thread.wait(timeout_ms)
+        if not finished:
+            log.warning("the sampling thread did not stop within %d ms", timeout_ms)
+        return bool(finished)

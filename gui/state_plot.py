@@ -1,0 +1,314 @@
+"""The live plot: one curve per group of TCP states, ports held in the busiest pool,
+and that pool's capacity as a limit line, on a real time axis.
+
+Built for a day-long session (pyqtgraph's long-running practice): the curves'
+arrays are preallocated and appended in place; every tick calls setData on the
+existing items with views of those arrays; clip-to-view and peak downsampling keep
+the drawing cost bounded by the pixels, not by the history length.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Qt, Signal
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
+
+from core.history import SERIES_NAMES, HistorySnapshot
+from core.model import Sample
+from gui.style import CAPACITY_COLOUR, CURVE_GROUPS, PORTS_HELD_COLOUR, CurveGroup
+
+WINDOWS: tuple[tuple[str, int], ...] = (("1 min", 60), ("5 min", 300), ("1 h", 3600), ("24 h", 86400))
+DEFAULT_WINDOW_S = 300
+PORTS_HELD_LABEL = "ports held (busiest pool)"
+# The limit line joins the y auto-range only once usage is a visible share of it, so
+# an idle machine's curves are not flattened against a capacity of 28,232.
+SHOW_LIMIT_SHARE = 0.25
+
+
+class PlotBuffer:
+    """Preallocated, chronological columns with amortised shifting: appends write in
+    place; when the slack runs out the newest `capacity` rows move to the front once."""
+
+    def __init__(self, columns: int, capacity: int = 86_400, slack: int | None = None) -> None:
+        self.capacity = capacity
+        self.slack = slack if slack is not None else max(capacity // 8, 1)
+        size = capacity + self.slack
+        self._times = np.zeros(size, dtype=np.float64)
+        self._values = np.zeros((columns, size), dtype=np.float64)
+        self._start = 0
+        self._end = 0
+
+    def __len__(self) -> int:
+        return self._end - self._start
+
+    def append(self, timestamp: float, values: Sequence[float]) -> None:
+        if self._end == len(self._times):
+            keep = self.capacity - 1
+            src = slice(self._end - keep, self._end)
+            self._times[:keep] = self._times[src]
+            self._values[:, :keep] = self._values[:, src]
+            self._start, self._end = 0, keep
+        self._times[self._end] = timestamp
+        self._values[:, self._end] = values
+        self._end += 1
+        if self._end - self._start > self.capacity:
+            self._start += 1
+
+    def clear(self) -> None:
+        self._start = self._end = 0
+
+    @property
+    def times(self) -> np.ndarray:
+        """A view (no copy): valid until the next append."""
+        return self._times[self._start:self._end]
+
+    def column(self, index: int) -> np.ndarray:
+        return self._values[index, self._start:self._end]
+
+    def nearest(self, timestamp: float) -> int | None:
+        times = self.times
+        if not len(times):
+            return None
+        i = int(np.searchsorted(times, timestamp))
+        if i >= len(times):
+            return len(times) - 1
+        if i > 0 and timestamp - times[i - 1] < times[i] - timestamp:
+            return i - 1
+        return i
+
+
+def group_values(states: dict[str, float] | object, groups: Sequence[CurveGroup]) -> list[float]:
+    get = states.get  # type: ignore[attr-defined]
+    return [float(sum(get(s, 0) for s in group.states)) for group in groups]
+
+
+class LimitLine(pg.InfiniteLine):
+    """A horizontal line that can take part in the y auto-range when it matters."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(angle=0, movable=False, **kwargs)
+        self.in_range = False
+
+    def dataBounds(self, axis: int, frac: float = 1.0,
+                   orthoRange: object = None) -> tuple[float, float] | None:
+        # Bounds are in the line's own coordinates: (0, 0) is the line itself.
+        return (0.0, 0.0) if axis == 1 and self.in_range else None
+
+
+class StatePlot(QWidget):
+    window_changed = Signal(int)
+    paused_changed = Signal(bool)
+
+    def __init__(self, capacity: int = 86_400, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.groups = CURVE_GROUPS
+        # columns: one per group, then ports held, then capacity
+        self.buffer = PlotBuffer(len(self.groups) + 2, capacity)
+        self.window_s = DEFAULT_WINDOW_S
+        self.paused = False
+        self._last_capacity = 0
+
+        pg.setConfigOptions(antialias=True, background="w", foreground="#37474f")
+        self.plot_widget = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
+        self.plot_item = self.plot_widget.getPlotItem()
+        self.plot_item.showGrid(x=True, y=True, alpha=0.15)
+        self.plot_item.setLabel("left", "sockets / ports")
+        self.plot_item.setMenuEnabled(False)
+        self.plot_item.hideButtons()
+        # The legend sits under the time axis, in the plot's own grid layout, so it never
+        # covers the curves or the limit line; clicking an entry toggles its curve.
+        self.legend = pg.LegendItem(labelTextSize="8pt", verSpacing=-8, horSpacing=12, colCount=4)
+        self.plot_item.layout.addItem(self.legend, 4, 1)
+        self.legend.setToolTip("Click an entry to hide or show its curve")
+        self.view_box = self.plot_item.getViewBox()
+        self.view_box.setMouseEnabled(x=True, y=False)
+        self.view_box.enableAutoRange(axis="y", enable=True)
+        self.view_box.setAutoVisible(y=True)  # y fits what is on screen, not the whole day
+        self.view_box.disableAutoRange(axis="x")
+        # Head-room above the curves for the capacity label.
+        self.view_box.setDefaultPadding(0.08)
+
+        self.curves: list[pg.PlotDataItem] = []
+        for group in self.groups:
+            curve = self.plot_item.plot(pen=pg.mkPen(group.colour, width=group.width))
+            self.legend.addItem(curve, group.label)
+            self._tune_curve(curve)
+            curve.setVisible(group.visible)
+            self.curves.append(curve)
+        self.ports_curve = self.plot_item.plot(
+            pen=pg.mkPen(PORTS_HELD_COLOUR, width=2, style=Qt.PenStyle.DashLine))
+        self.legend.addItem(self.ports_curve, PORTS_HELD_LABEL)
+        self._tune_curve(self.ports_curve)
+        self.limit_line = LimitLine(pen=pg.mkPen(CAPACITY_COLOUR, width=2, style=Qt.PenStyle.DashDotLine),
+                                    label="capacity of the busiest pool: {value:,.0f}",
+                                    labelOpts={"position": 0.98, "color": CAPACITY_COLOUR,
+                                               "anchors": [(1, 1), (1, 1)]})
+        self.limit_line.setVisible(False)
+        self.plot_item.addItem(self.limit_line, ignoreBounds=False)
+        self.cursor_line = pg.InfiniteLine(angle=90, movable=False,
+                                           pen=pg.mkPen("#90a4ae", width=1, style=Qt.PenStyle.DotLine))
+        self.cursor_line.setVisible(False)
+        self.plot_item.addItem(self.cursor_line, ignoreBounds=True)
+        self._mouse_proxy = pg.SignalProxy(self.plot_widget.scene().sigMouseMoved, rateLimit=30,
+                                           slot=self._on_mouse_moved)
+
+        self.readout = QLabel("Waiting for the first sample…")
+        self.readout.setTextFormat(Qt.TextFormat.RichText)
+        self.readout.setWordWrap(True)
+        self.readout.setMinimumHeight(34)
+        self.readout.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+
+        self.window_actions = QActionGroup(self)
+        self.window_actions.setExclusive(True)
+        controls = QHBoxLayout()
+        controls.setContentsMargins(0, 0, 0, 0)
+        controls.addWidget(QLabel("Show the last"))
+        for number, (label, seconds) in enumerate(WINDOWS, start=1):
+            action = QAction(label, self, checkable=True)
+            action.setData(seconds)
+            action.setShortcut(QKeySequence(f"Ctrl+{number}"))
+            action.setToolTip(f"Show the last {label} ({action.shortcut().toString()})")
+            action.setChecked(seconds == self.window_s)
+            action.triggered.connect(lambda _checked=False, s=seconds: self.set_window(s))
+            self.window_actions.addAction(action)
+            controls.addWidget(self._tool_button(action))
+        self.pause_action = QAction("Pause", self, checkable=True)
+        self.pause_action.setShortcut(QKeySequence("Space"))
+        self.pause_action.setToolTip("Freeze the plot to look closer (sampling and recording go on) (Space)")
+        self.pause_action.toggled.connect(self.set_paused)
+        controls.addSpacing(12)
+        controls.addWidget(self._tool_button(self.pause_action))
+        controls.addStretch(1)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addLayout(controls)
+        layout.addWidget(self.plot_widget, 1)
+        layout.addWidget(self.readout)
+
+    @staticmethod
+    def _tune_curve(curve: pg.PlotDataItem) -> None:
+        curve.setClipToView(True)
+        curve.setDownsampling(auto=True, method="peak")
+        curve.setSkipFiniteCheck(True)
+
+    @staticmethod
+    def _tool_button(action: QAction) -> QToolButton:
+        button = QToolButton()
+        button.setDefaultAction(action)
+        button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        return button
+
+    # -- data ---------------------------------------------------------------------------
+    def append(self, sample: Sample) -> None:
+        values = group_values(sample.states, self.groups)
+        values += [float(sample.ports.in_use), float(sample.ports.capacity)]
+        self.buffer.append(sample.timestamp, values)
+        self._last_capacity = sample.ports.capacity
+        if not self.paused:
+            self.redraw()
+
+    def load(self, snapshot: HistorySnapshot) -> None:
+        """Fill from a history (a replay, or a window opened on a running recorder)."""
+        self.buffer.clear()
+        index = {name: i for i, name in enumerate(SERIES_NAMES)}
+        columns = [sum(snapshot.values[:, index[s]].astype(np.float64) for s in g.states)
+                   for g in self.groups]
+        columns += [snapshot.values[:, index["in_use"]], snapshot.values[:, index["capacity"]]]
+        for row, t in enumerate(snapshot.times.tolist()):
+            self.buffer.append(t, [float(c[row]) for c in columns])
+        if len(snapshot):
+            self._last_capacity = int(columns[-1][-1])
+        self.redraw()
+
+    def redraw(self) -> None:
+        times = self.buffer.times
+        for i, curve in enumerate(self.curves):
+            curve.setData(times, self.buffer.column(i))
+        self.ports_curve.setData(times, self.buffer.column(len(self.groups)))
+        self._update_limit_line()
+        if len(times):
+            self._follow(float(times[-1]))
+            if not self.cursor_line.isVisible():
+                self._show_readout(len(times) - 1, now=True)
+
+    def _update_limit_line(self) -> None:
+        capacity = self._last_capacity
+        self.limit_line.setVisible(capacity > 0)
+        if capacity <= 0:
+            return
+        self.limit_line.setValue(capacity)
+        held = self.buffer.column(len(self.groups))
+        peak = float(held[-1]) if len(held) else 0.0
+        self.limit_line.in_range = peak >= SHOW_LIMIT_SHARE * capacity
+
+    def _follow(self, newest: float) -> None:
+        # A small margin on the right so the newest point is not under the frame.
+        self.view_box.setXRange(newest - self.window_s, newest + self.window_s * 0.01, padding=0)
+
+    # -- controls ---------------------------------------------------------------------
+    def set_window(self, seconds: int) -> None:
+        self.window_s = int(seconds)
+        for action in self.window_actions.actions():
+            if action.data() == self.window_s and not action.isChecked():
+                action.setChecked(True)
+        times = self.buffer.times
+        self._follow(float(times[-1]) if len(times) else time.time())
+        self.window_changed.emit(self.window_s)
+
+    def set_paused(self, paused: bool) -> None:
+        if paused == self.paused:
+            return
+        self.paused = paused
+        self.pause_action.setText("Resume" if paused else "Pause")
+        if self.pause_action.isChecked() != paused:
+            self.pause_action.setChecked(paused)
+        self.view_box.setMouseEnabled(x=True, y=paused)
+        if not paused:
+            self.redraw()
+        self.paused_changed.emit(paused)
+
+    # -- hover read-out ---------------------------------------------------------------------
+    def _on_mouse_moved(self, event: tuple[QPointF]) -> None:
+        pos = event[0]
+        if not self.plot_item.sceneBoundingRect().contains(pos) or not len(self.buffer):
+            self.cursor_line.setVisible(False)
+            if len(self.buffer):
+                self._show_readout(len(self.buffer) - 1, now=True)
+            return
+        x = float(self.view_box.mapSceneToView(pos).x())
+        self.show_readout_at(x)
+
+    def show_readout_at(self, timestamp: float) -> None:
+        index = self.buffer.nearest(timestamp)
+        if index is None:
+            return
+        self.cursor_line.setValue(float(self.buffer.times[index]))
+        self.cursor_line.setVisible(True)
+        self._show_readout(index, now=False)
+
+    def _show_readout(self, index: int, now: bool) -> None:
+        t = float(self.buffer.times[index])
+        when = time.strftime("%H:%M:%S", time.localtime(t))
+        parts = [f"<b>{'now' if now else 'at'} {when}</b>"]
+        for i, group in enumerate(self.groups):
+            value = self.buffer.column(i)[index]
+            parts.append(f"<span style='color:{group.colour}'>■</span> {group.label.split(' (')[0]} "
+                         f"{value:,.0f}")
+        held = self.buffer.column(len(self.groups))[index]
+        capacity = self.buffer.column(len(self.groups) + 1)[index]
+        parts.append(f"<span style='color:{PORTS_HELD_COLOUR}'>■</span> ports held {held:,.0f} of "
+                     f"{capacity:,.0f}")
+        self.readout.setText(" &nbsp; ".join(parts))
+
+    def values_at(self, index: int) -> dict[str, float]:
+        """The plotted values at one buffer row, by legend label (for tests and reports)."""
+        row = {g.label: float(self.buffer.column(i)[index]) for i, g in enumerate(self.groups)}
+        row[PORTS_HELD_LABEL] = float(self.buffer.column(len(self.groups))[index])
+        return row

@@ -1,0 +1,212 @@
+"""Table models for the top processes and the top remote endpoints.
+
+Rows are keyed (pid; address and port) and updated in place each sample: a changed
+row emits dataChanged, a new one is inserted, a vanished one removed. A modelReset
+every second would drop the user's selection and scroll position; in-place updates
+keep them, and the sort/filter proxy re-sorts on dataChanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QRegularExpression,
+    QSortFilterProxyModel,
+    Qt,
+)
+
+from core.model import STATE_NAMES, ProcessRow, RemoteRow
+from gui.style import STATE_ABBREVIATIONS
+
+RowT = TypeVar("RowT")
+SORT_ROLE = Qt.ItemDataRole.UserRole  # the raw value, so numbers sort as numbers
+KEY_ROLE = Qt.ItemDataRole.UserRole + 1  # the row's key (pid, or (address, port))
+_ANY_INDEX = QModelIndex | QPersistentModelIndex
+
+
+@dataclass(frozen=True)
+class Column(Generic[RowT]):
+    title: str
+    value: Callable[[RowT], Any]  # raw value: sorting and the SORT_ROLE
+    text: Callable[[RowT], str] | None = None  # display text; str(value) when None
+    tooltip: str = ""
+    numeric: bool = True
+
+
+class KeyedTableModel(QAbstractTableModel, Generic[RowT]):
+    """A table of frozen rows identified by a key; update() diffs by key."""
+
+    def __init__(self, columns: Sequence[Column[RowT]], key: Callable[[RowT], Hashable],
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._columns = tuple(columns)
+        self._key = key
+        self._rows: list[RowT] = []
+        self._position: dict[Hashable, int] = {}
+
+    # -- Qt model interface -----------------------------------------------------------
+    def rowCount(self, parent: _ANY_INDEX = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: _ANY_INDEX = QModelIndex()) -> int:  # noqa: B008
+        return 0 if parent.isValid() else len(self._columns)
+
+    def data(self, index: _ANY_INDEX, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or index.row() >= len(self._rows) or index.column() >= len(self._columns):
+            return None
+        row = self._rows[index.row()]
+        column = self._columns[index.column()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return column.text(row) if column.text else str(column.value(row))
+        if role == SORT_ROLE:
+            return column.value(row)
+        if role == KEY_ROLE:
+            return self._key(row)
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            horizontal = Qt.AlignmentFlag.AlignRight if column.numeric else Qt.AlignmentFlag.AlignLeft
+            return int(horizontal | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self.row_tooltip(row)
+        return None
+
+    def headerData(self, section: int, orientation: Qt.Orientation,
+                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(self._columns):
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._columns[section].title
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self._columns[section].tooltip or None
+        return None
+
+    def flags(self, index: _ANY_INDEX) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
+
+    # -- for the window -------------------------------------------------------------
+    def row_tooltip(self, row: RowT) -> str | None:
+        return None
+
+    def rows(self) -> list[RowT]:
+        return list(self._rows)
+
+    def row_at(self, index: int) -> RowT:
+        return self._rows[index]
+
+    def update(self, rows: Sequence[RowT]) -> None:
+        """Make the table hold exactly `rows`, changing only what changed."""
+        incoming = {self._key(r): r for r in rows}
+        self._remove_missing(incoming)
+        changed: list[int] = []
+        for i, old in enumerate(self._rows):
+            new = incoming.pop(self._key(old))
+            if new != old:
+                self._rows[i] = new
+                changed.append(i)
+        if changed:
+            # One signal spanning the changed rows: the proxy re-sorts once, not per row.
+            self.dataChanged.emit(self.index(changed[0], 0),
+                                  self.index(changed[-1], len(self._columns) - 1))
+        if incoming:
+            first = len(self._rows)
+            self.beginInsertRows(QModelIndex(), first, first + len(incoming) - 1)
+            self._rows.extend(incoming.values())
+            self._reindex()
+            self.endInsertRows()
+
+    def _remove_missing(self, incoming: dict[Hashable, RowT]) -> None:
+        # Remove from the bottom up in contiguous blocks so the indices above stay valid.
+        gone = [i for i, r in enumerate(self._rows) if self._key(r) not in incoming]
+        while gone:
+            last = gone.pop()
+            first = last
+            while gone and gone[-1] == first - 1:
+                first = gone.pop()
+            self.beginRemoveRows(QModelIndex(), first, last)
+            del self._rows[first:last + 1]
+            self._reindex()
+            self.endRemoveRows()
+
+    def _reindex(self) -> None:
+        self._position = {self._key(r): i for i, r in enumerate(self._rows)}
+
+    def row_of(self, key: Hashable) -> int | None:
+        return self._position.get(key)
+
+
+def compact_states(states: dict[str, int] | Any) -> str:
+    """'TW 1200 · EST 3 · CW 2', biggest first, in the order a reader scans."""
+    items = sorted(((n, s) for s, n in states.items() if n), key=lambda item: (-item[0], item[1]))
+    return " · ".join(f"{STATE_ABBREVIATIONS.get(s, s)} {n}" for n, s in items)
+
+
+def _rate(value: float) -> str:
+    return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+
+
+PROCESS_COLUMNS: tuple[Column[ProcessRow], ...] = (
+    Column("PID", lambda p: p.pid, tooltip="Process id"),
+    Column("Name", lambda p: p.name, numeric=False),
+    Column("Sockets", lambda p: p.connections + p.time_wait,
+           tooltip="Connections it holds plus the TIME_WAIT sockets attributed to it"),
+    Column("Conns", lambda p: p.connections,
+           tooltip="Sockets it owns right now, any state but TIME_WAIT and LISTEN"),
+    Column("TIME_WAIT", lambda p: p.time_wait, tooltip="Exact plus inferred"),
+    Column("exact", lambda p: p.time_wait_exact,
+           tooltip="TIME_WAIT whose 4-tuple was seen owned by this process, or named by a kernel event"),
+    Column("inferred", lambda p: p.time_wait_inferred,
+           tooltip="TIME_WAIT toward the endpoints this process talks to (or on its listening port)"),
+    Column("New/s", lambda p: p.opens_per_s, lambda p: _rate(p.opens_per_s),
+           tooltip="New outbound connections (or attempts) per second"),
+    Column("States", lambda p: compact_states(p.states), numeric=False,
+           tooltip="EST established, TW TIME_WAIT, CW CLOSE_WAIT, SYN-S SYN_SENT, FW1/FW2 FIN_WAIT, "
+                   "LACK LAST_ACK, LSN LISTEN"),
+)
+PROCESS_SOCKETS_COLUMN = 2
+
+REMOTE_COLUMNS: tuple[Column[RemoteRow], ...] = (
+    Column("Address", lambda r: r.address, numeric=False),
+    Column("Port", lambda r: r.port),
+    Column("Connections", lambda r: r.connections, tooltip="All sockets toward it, TIME_WAIT included"),
+    Column("TIME_WAIT", lambda r: r.time_wait),
+)
+REMOTE_CONNECTIONS_COLUMN = 2
+
+
+class ProcessTableModel(KeyedTableModel[ProcessRow]):
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(PROCESS_COLUMNS, lambda p: p.pid, parent)
+
+    def row_tooltip(self, row: ProcessRow) -> str | None:
+        states = ", ".join(f"{s} {row.states[s]}" for s in STATE_NAMES if row.states.get(s))
+        return (f"{row.name} (pid {row.pid})\n{states or 'no sockets'}\n"
+                "Double-click for its path, user, command line and remote endpoints.")
+
+
+class RemoteTableModel(KeyedTableModel[RemoteRow]):
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(REMOTE_COLUMNS, lambda r: (r.address, r.port), parent)
+
+
+class TableFilterProxy(QSortFilterProxyModel):
+    """Sorts on raw values and filters on any column's text, case-insensitively."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.setSortRole(SORT_ROLE)
+        self.setFilterKeyColumn(-1)
+        self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.setDynamicSortFilter(True)
+
+    def set_filter_text(self, text: str) -> None:
+        self.setFilterRegularExpression(QRegularExpression(
+            QRegularExpression.escape(text.strip()),
+            QRegularExpression.PatternOption.CaseInsensitiveOption))

@@ -1,0 +1,137 @@
+"""The verdict across the top: level in colour and words, title, reasons, pressure gauge.
+
+The reasons are selectable text: a support engineer pastes them into the ticket.
+"""
+
+from __future__ import annotations
+
+import html
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QScrollArea,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.analysis import CRITICAL_PRESSURE, WARNING_PRESSURE
+from core.model import Sample
+from gui.style import BANNER_STYLE, LEVEL_COLOURS, LEVEL_WORDS
+
+GAUGE_STYLE = """
+QProgressBar {{ border: 1px solid #90a4ae; border-radius: 4px; background: white; text-align: center;
+               min-height: 22px; font-weight: bold; }}
+QProgressBar::chunk {{ background: {colour}; border-radius: 3px; }}
+"""
+
+
+def pressure_colour(pressure: float) -> str:
+    if pressure >= CRITICAL_PRESSURE:
+        return "#e53935"
+    if pressure >= WARNING_PRESSURE:
+        return "#ffb300"
+    return "#43a047"
+
+
+class VerdictBanner(QFrame):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("verdictBanner")
+        self.level = "unknown"
+        self._gauge_colour = ""
+        self.level_label = QLabel()
+        self.level_label.setObjectName("verdictLevel")
+        self.level_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.level_label.setMinimumWidth(120)
+        self.title_label = QLabel()
+        self.title_label.setObjectName("verdictTitle")
+        self.title_label.setWordWrap(True)
+        self.title_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.reasons_label = QLabel()
+        self.reasons_label.setObjectName("verdictReasons")
+        self.reasons_label.setWordWrap(True)
+        self.reasons_label.setTextFormat(Qt.TextFormat.RichText)
+        self.reasons_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.reasons_label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        reasons_scroll = QScrollArea()
+        reasons_scroll.setWidget(self.reasons_label)
+        reasons_scroll.setWidgetResizable(True)
+        reasons_scroll.setFrameShape(QFrame.Shape.NoFrame)
+        reasons_scroll.setMaximumHeight(96)
+        reasons_scroll.setStyleSheet(
+            "QScrollArea, QScrollArea > QWidget > QWidget { background: transparent; }")
+        self.reboot_label = QLabel()
+        self.reboot_label.setObjectName("rebootPending")
+        self.reboot_label.setWordWrap(True)
+        self.reboot_label.hide()
+
+        self.gauge = QProgressBar()
+        self.gauge.setRange(0, 1000)
+        self.gauge.setValue(0)
+        self.gauge.setFormat("port pressure: waiting")
+        self.gauge.setMinimumWidth(220)
+        self.gauge.setToolTip("Ports held in the busiest pool / that pool's capacity")
+        self.gauge_caption = QLabel()
+        self.gauge_caption.setWordWrap(True)
+        self.gauge_caption.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.gauge_caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        middle = QVBoxLayout()
+        middle.setSpacing(2)
+        middle.addWidget(self.title_label)
+        middle.addWidget(reasons_scroll, 1)
+        middle.addWidget(self.reboot_label)
+        right = QVBoxLayout()
+        right.setSpacing(4)
+        right.addWidget(self.gauge)
+        right.addWidget(self.gauge_caption, 1)
+        right_box = QWidget()
+        right_box.setLayout(right)
+        right_box.setFixedWidth(260)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 6, 8, 6)
+        layout.addWidget(self.level_label, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addLayout(middle, 1)
+        layout.addWidget(right_box)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+        self._apply_level("unknown")
+        self.title_label.setText("Reading the socket table…")
+        self.reasons_label.setText("The first sample names the busiest pool and the process behind it.")
+
+    def _apply_level(self, level: str) -> None:
+        self.level = level
+        background, text = LEVEL_COLOURS.get(level, LEVEL_COLOURS["unknown"])
+        self.setStyleSheet(BANNER_STYLE.format(background=background, text=text))
+        self.level_label.setText(LEVEL_WORDS.get(level, level.upper()))
+
+    def show_sample(self, sample: Sample) -> None:
+        verdict = sample.verdict
+        if verdict.level != self.level:
+            self._apply_level(verdict.level)
+        self.title_label.setText(verdict.title)
+        self.reasons_label.setText("".join(f"• {html.escape(r)}<br>" for r in verdict.reasons))
+        ports = sample.ports
+        self.gauge.setValue(round(min(max(ports.pressure, 0.0), 1.0) * 1000))
+        self.gauge.setFormat(f"{ports.pressure * 100:.0f}%  ({ports.in_use:,} of {ports.capacity:,} ports)")
+        colour = pressure_colour(ports.pressure)
+        if colour != self._gauge_colour:  # restyling is not free: only when it changes
+            self._gauge_colour = colour
+            self.gauge.setStyleSheet(GAUGE_STYLE.format(colour=colour))
+        eta = sample.forecast.seconds_to_exhaustion
+        lines = [f"Busiest pool: {ports.pool}"]
+        if eta is not None:
+            lines.append("Out of ports now" if eta <= 0 else f"Out of ports in ~{eta:.0f} s")
+        lines.append(f"Steady-state TIME_WAIT at this rate: {sample.forecast.steady_state_time_wait:,}")
+        self.gauge_caption.setText("\n".join(lines))
+
+    def show_reboot_pending(self, text: str) -> None:
+        self.reboot_label.setText(f"Reboot pending: {text}" if text else "")
+        self.reboot_label.setVisible(bool(text))
+
+    def reasons_text(self) -> str:
+        return self.reasons_label.text()
