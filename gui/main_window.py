@@ -244,6 +244,9 @@ class MainWindow(QMainWindow):
             "Pick the folder, then save the screenshot and the report")
         self.copy_action = self._action("&Copy screenshot", self.copy_screenshot, "Ctrl+Shift+C",
                                         "Copy a screenshot of the window to the clipboard")
+        # Evidence shortcuts work from the process details dialogs too.
+        for action in (self.save_action, self.save_as_action, self.copy_action):
+            action.setShortcutContext(Qt.ShortcutContext.ApplicationShortcut)
         self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit,
                                         "Quit PortPressure")
         self.about_action = self._action("&About PortPressure", self.show_about, None, "Version and purpose")

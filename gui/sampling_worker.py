@@ -17,6 +17,7 @@ from typing import Protocol
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
 from core.model import PortConfig, ProbeFailure, Sample
+from core.sources.base import SourceError
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,8 @@ class SamplingWorker(QObject):
             sampler = self._sampler or self._open()
             sample = sampler.sample()
         except Exception as exc:  # every failure is shown and retried, never fatal
-            log.warning("sampling failed: %s", exc, exc_info=not isinstance(exc, OSError))
+            # Expected failures (the kernel read) in one line; anything else with its traceback.
+            log.warning("sampling failed: %s", exc, exc_info=not isinstance(exc, (OSError, SourceError)))
             self.error.emit(f"Sampling failed, retrying every {self.interval_s:g} s: {exc}")
             return
         self.sample_ready.emit(sample)

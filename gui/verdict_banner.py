@@ -43,6 +43,7 @@ class VerdictBanner(QFrame):
         super().__init__(parent)
         self.setObjectName("verdictBanner")
         self.level = "unknown"
+        self.reasons: tuple[str, ...] = ()
         self._gauge_colour = ""
         self.level_label = QLabel()
         self.level_label.setObjectName("verdictLevel")
@@ -114,6 +115,7 @@ class VerdictBanner(QFrame):
         if verdict.level != self.level:
             self._apply_level(verdict.level)
         self.title_label.setText(verdict.title)
+        self.reasons = verdict.reasons
         self.reasons_label.setText("".join(f"• {html.escape(r)}<br>" for r in verdict.reasons))
         ports = sample.ports
         self.gauge.setValue(round(min(max(ports.pressure, 0.0), 1.0) * 1000))
@@ -134,4 +136,5 @@ class VerdictBanner(QFrame):
         self.reboot_label.setVisible(bool(text))
 
     def reasons_text(self) -> str:
-        return self.reasons_label.text()
+        """The reasons as plain text, one a line (what a ticket wants)."""
+        return "\n".join(self.reasons)

@@ -1,0 +1,151 @@
+"""Table models: Qt's model rules (qtmodeltester), in-place updates keyed by pid,
+selection surviving updates and re-sorting, the filter, and the plot buffer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt
+
+from core.model import ProcessRow, RemoteRow
+from gui.state_plot import PlotBuffer
+from gui.table_models import (
+    KEY_ROLE,
+    PROCESS_SOCKETS_COLUMN,
+    ProcessTableModel,
+    RemoteTableModel,
+    TableFilterProxy,
+    compact_states,
+)
+
+pytestmark = pytest.mark.gui
+
+
+def proc(pid: int, name: str, tw: int = 0, conns: int = 0, rate: float = 0.0) -> ProcessRow:
+    states = {"ESTABLISHED": conns} if conns else {}
+    if tw:
+        states["TIME_WAIT"] = tw
+    return ProcessRow(pid=pid, name=name, connections=conns, time_wait=tw, time_wait_exact=tw // 2,
+                      time_wait_inferred=tw - tw // 2, opens_per_s=rate, states=states)
+
+
+class Recorder:
+    """Counts the structural signals a model emits."""
+
+    def __init__(self, model: ProcessTableModel) -> None:
+        self.events: list[str] = []
+        model.modelReset.connect(lambda: self.events.append("reset"))
+        model.rowsInserted.connect(lambda *_: self.events.append("insert"))
+        model.rowsRemoved.connect(lambda *_: self.events.append("remove"))
+        model.dataChanged.connect(lambda *_: self.events.append("changed"))
+
+
+def test_process_model_passes_qtmodeltester(qtmodeltester) -> None:
+    model = ProcessTableModel()
+    model.update([proc(10, "curl", tw=50), proc(20, "java", conns=3), proc(30, "nginx")])
+    qtmodeltester.check(model, force_py=True)
+    # The tester stays connected: it checks every insert, removal and change below.
+    model.update([proc(20, "java", conns=4), proc(40, "new", tw=1)])
+    model.update([proc(50, "a"), proc(20, "java", conns=4), proc(60, "b"), proc(70, "c")])
+    model.update([])
+    model.update([proc(80, "again", tw=3)])
+    assert [r.pid for r in model.rows()] == [80]
+
+
+def test_remote_model_passes_qtmodeltester(qtmodeltester) -> None:
+    model = RemoteTableModel()
+    model.update([RemoteRow("127.0.0.1", 9000, 50, 49), RemoteRow("::1", 443, 2, 0)])
+    qtmodeltester.check(model, force_py=True)
+    proxy = TableFilterProxy()
+    proxy.setSourceModel(model)
+    qtmodeltester.check(proxy, force_py=True)
+
+
+def test_rows_update_in_place_without_reset() -> None:
+    model = ProcessTableModel()
+    model.update([proc(10, "curl", tw=5), proc(20, "java"), proc(30, "nginx")])
+    events = Recorder(model)
+    model.update([proc(10, "curl", tw=9), proc(20, "java"), proc(30, "nginx")])
+    assert events.events == ["changed"]
+    assert model.data(model.index(model.row_of(10), 4)) == "9"
+    events.events.clear()
+    model.update([proc(30, "nginx"), proc(40, "wget", tw=2)])  # 10 and 20 gone, 40 new
+    assert "reset" not in events.events
+    assert events.events.count("remove") == 1  # rows 0-1 are one contiguous block
+    assert events.events.count("insert") == 1
+    assert sorted(r.pid for r in model.rows()) == [30, 40]
+    events.events.clear()
+    model.update([proc(30, "nginx"), proc(40, "wget", tw=2)])
+    assert events.events == []  # nothing changed: nothing emitted
+
+
+def test_selection_survives_updates_and_resorting(qtbot) -> None:
+    from PySide6.QtWidgets import QTableView
+
+    model = ProcessTableModel()
+    proxy = TableFilterProxy()
+    proxy.setSourceModel(model)
+    view = QTableView()
+    qtbot.addWidget(view)
+    view.setModel(proxy)
+    view.setSortingEnabled(True)
+    view.sortByColumn(PROCESS_SOCKETS_COLUMN, Qt.SortOrder.DescendingOrder)
+    model.update([proc(10, "curl", tw=50), proc(20, "java", conns=3), proc(30, "nginx", conns=1)])
+    assert proxy.data(proxy.index(0, 0), KEY_ROLE) == 10
+    java = next(r for r in range(proxy.rowCount()) if proxy.data(proxy.index(r, 0), KEY_ROLE) == 20)
+    view.selectionModel().select(proxy.index(java, 0), QItemSelectionModel.SelectionFlag.ClearAndSelect
+                                 | QItemSelectionModel.SelectionFlag.Rows)
+    # java becomes the busiest; curl vanishes; a new process arrives.
+    model.update([proc(20, "java", conns=500), proc(30, "nginx", conns=1), proc(40, "wget", tw=7)])
+    selected = view.selectionModel().selectedRows()
+    assert [proxy.data(i, KEY_ROLE) for i in selected] == [20]
+    assert proxy.data(proxy.index(0, 0), KEY_ROLE) == 20  # re-sorted: java on top
+    assert [proxy.data(proxy.index(r, 0), KEY_ROLE) for r in range(proxy.rowCount())] == [20, 40, 30]
+
+
+def test_filter_matches_any_column_case_insensitively() -> None:
+    model = ProcessTableModel()
+    proxy = TableFilterProxy()
+    proxy.setSourceModel(model)
+    model.update([proc(10, "curl", tw=50), proc(20, "Java", conns=3), proc(30, "nginx")])
+    proxy.set_filter_text("JAVA")
+    assert proxy.rowCount() == 1
+    proxy.set_filter_text("tw 50")  # the compact state column
+    assert proxy.rowCount() == 1 and proxy.data(proxy.index(0, 0), KEY_ROLE) == 10
+    proxy.set_filter_text("(")  # regex characters are taken literally
+    assert proxy.rowCount() == 0
+    proxy.set_filter_text("")
+    assert proxy.rowCount() == 3
+
+
+def test_numbers_sort_as_numbers() -> None:
+    model = ProcessTableModel()
+    proxy = TableFilterProxy()
+    proxy.setSourceModel(model)
+    model.update([proc(9, "a", tw=9), proc(10, "b", tw=10), proc(100, "c", tw=100)])
+    proxy.sort(0, Qt.SortOrder.AscendingOrder)
+    assert [proxy.data(proxy.index(r, 0)) for r in range(3)] == ["9", "10", "100"]
+
+
+def test_invalid_indexes_give_nothing() -> None:
+    model = ProcessTableModel()
+    assert model.data(QModelIndex()) is None
+    assert model.rowCount(model.index(0, 0)) == 0
+    assert model.headerData(99, Qt.Orientation.Horizontal) is None
+
+
+def test_compact_states_biggest_first() -> None:
+    assert compact_states({"ESTABLISHED": 3, "TIME_WAIT": 1200, "CLOSE_WAIT": 0}) == "TW 1200 · EST 3"
+    assert compact_states({}) == ""
+
+
+def test_plot_buffer_keeps_the_newest_rows_in_order() -> None:
+    buffer = PlotBuffer(columns=2, capacity=10, slack=3)
+    for i in range(37):
+        buffer.append(float(i), [i, -i])
+        assert len(buffer) == min(i + 1, 10)
+        assert buffer.times[-1] == i
+    assert buffer.times.tolist() == [float(i) for i in range(27, 37)]
+    assert np.array_equal(buffer.column(1), -np.arange(27, 37, dtype=float))
+    assert buffer.nearest(30.4) == 3 and buffer.nearest(30.6) == 4
+    assert buffer.nearest(-5) == 0 and buffer.nearest(1e9) == 9

@@ -1,0 +1,152 @@
+"""The window against the real failure: inside a private network namespace with a
+50-port range and tcp_tw_reuse=0, a Churner child churns connections to a Listener.
+Its pid must reach the top of the process table within a few samples, the banner
+must go critical once the range is exhausted, the details dialog must name it, and
+Ctrl+S must save that evidence.
+
+Qt must not exist before the namespace is entered (nor be inherited through a fork),
+so the body runs in a fresh interpreter: `python3 tests/test_gui_netns.py --child DIR`
+enters the namespace first, starts the traffic, then creates the QApplication.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.support.netns import requires_netns  # noqa: E402
+
+SYSCTLS = {"net.ipv4.ip_local_port_range": "40000 40049", "net.ipv4.tcp_tw_reuse": "0"}
+CHURNER_NAME = "pp-gui-churner"
+FEW_SAMPLES = 5
+
+
+def _child(out_dir: Path) -> dict:
+    from tests.support.netns import enter_new_netns, wait_until
+    from tests.support.traffic import Churner, Listener
+
+    enter_new_netns(SYSCTLS)
+    listener = Listener("127.0.0.1", 0, mode="client_closes")
+    # The trouble begins before the tool is opened, as it does on a real server. Each
+    # connection is held 0.3 s, so the 50 ports run out ~15 s later.
+    churner = Churner("127.0.0.1", listener.port, hold_s=0.3, duration_s=120, name=CHURNER_NAME)
+    wait_until(lambda: churner.ok > 0, 10, "the churner's first connection")
+
+    from PySide6.QtCore import QSettings, Qt
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication
+
+    from gui.main_window import MainWindow
+    from gui.table_models import KEY_ROLE
+
+    app = QApplication([sys.argv[0]])
+    settings = QSettings(str(out_dir / "portpressure.ini"), QSettings.Format.IniFormat)
+    settings.setValue("evidence/folder", str(out_dir / "evidence"))
+    (out_dir / "evidence").mkdir()
+    window = MainWindow(settings=settings, interval_s=0.5)
+    window.show()
+    levels: list[str] = []
+    samples = []
+    window.sample_shown.connect(lambda s: (levels.append(s.verdict.level), samples.append(s)))
+
+    def pump_until(predicate, timeout_s: float, what: str):
+        deadline = time.monotonic() + timeout_s
+        while not (value := predicate()):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}; levels {levels}")
+            QTest.qWait(20)  # runs the event loop while polling the condition
+        return value
+
+    def top_pid() -> int | None:
+        proxy = window.process_proxy
+        return proxy.data(proxy.index(0, 0), KEY_ROLE) if proxy.rowCount() else None
+
+    try:
+        pump_until(lambda: top_pid() == churner.pid, 30, "the churner at the top of the table")
+        samples_until_top = len(levels)
+        top_name = window.process_proxy.index(0, 1).data()
+        pump_until(lambda: window.banner.level == "critical", 60, "a critical banner")
+        samples_until_critical = len(levels)
+        addr_not_avail = pump_until(lambda: churner.addr_not_avail, 30, "EADDRNOTAVAIL in the churner")
+        banner_title = window.banner.title_label.text()
+        reasons = window.banner.reasons_text()
+        gauge = window.banner.gauge.value()
+        still_top = top_pid() == churner.pid
+
+        # Double-click the top row: the details dialog names the process.
+        view = window.process_view
+        rect = view.visualRect(window.process_proxy.index(0, 1))
+        # Qt 6's QTest double click needs the press of a first click to pick the index.
+        QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                         rect.center())
+        QTest.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
+                          rect.center())
+        dialog = pump_until(lambda: window._dialogs[-1] if window._dialogs else None, 5, "the dialog")
+        pump_until(lambda: dialog.details is not None, 30, "the process details")
+        details = dialog.details
+
+        # Ctrl+S with the dialog still open (the evidence shortcuts are application-wide).
+        QTest.keyClick(dialog, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
+        report_path = pump_until(lambda: next((out_dir / "evidence").glob("*.json"), None), 10, "the report")
+        dialog.close()
+        report = json.loads(report_path.read_text())
+        return {
+            "churner_pid": churner.pid, "samples_until_top": samples_until_top, "top_name": top_name,
+            "samples_until_critical": samples_until_critical, "levels": levels,
+            "addr_not_avail": addr_not_avail, "banner_title": banner_title, "reasons": reasons,
+            "gauge": gauge, "still_top": still_top,
+            "details": {"status": details.status, "name": details.name, "cmdline": details.cmdline,
+                        "exe": details.exe},
+            "report": {"level": report["verdict"]["level"], "top_pid": report["processes"][0]["pid"],
+                       "pressure": report["ports"]["pressure"], "range": report["ports"]["range"]},
+            "limits": list(window.latest.limits) if window.latest else [],
+            "not_critical_after_critical": [
+                (i, s.verdict.level, s.verdict.title, s.ports.pool, s.ports.in_use, s.ports.capacity)
+                for i, s in enumerate(samples)
+                if i >= samples_until_critical and s.verdict.level != "critical"],
+        }
+    finally:
+        window.close()
+        app.processEvents()
+        churner.stop()
+        listener.close()
+
+
+@requires_netns
+@pytest.mark.netns
+@pytest.mark.gui
+@pytest.mark.slow
+def test_churner_tops_the_table_and_the_banner_goes_critical(tmp_path: Path) -> None:
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path / "config"))
+    done = subprocess.run([sys.executable, str(Path(__file__)), "--child", str(tmp_path)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["samples_until_top"] <= FEW_SAMPLES, result
+    assert result["top_name"] == CHURNER_NAME
+    assert result["levels"][-1] == "critical" and result["still_top"], result
+    assert result["addr_not_avail"] > 0  # the range really was exhausted
+    assert "exhausted" in result["banner_title"] or "failing" in result["banner_title"]
+    assert f"{CHURNER_NAME} (pid {result['churner_pid']})" in result["reasons"]
+    assert result["gauge"] >= 900  # pressure gauge at 90% or more
+    assert result["details"]["status"] == "running" and result["details"]["name"] == CHURNER_NAME
+    assert result["report"] == {"level": "critical", "top_pid": result["churner_pid"],
+                                "pressure": pytest.approx(1.0, abs=0.1), "range": [40000, 40049]}
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        print(json.dumps(_child(Path(sys.argv[2]))))
+        sys.exit(0)
+    print("usage: test_gui_netns.py --child OUT_DIR", file=sys.stderr)
+    sys.exit(2)

@@ -1,0 +1,108 @@
+"""Process details (core.process_details) and the dialog that shows them: a running
+process, one that exited, one the user may not read, and its remote endpoints."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+
+import psutil
+import pytest
+
+from core.model import ProcessRow
+from core.process_details import ACCESS_DENIED, EXITED, read_process_details
+from gui.process_dialog import ProcessDialog
+from tests.support.netns import requires_netns, run_in_netns
+
+pytestmark = pytest.mark.gui
+
+
+def exited_pid() -> int:
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def row(pid: int, name: str = "x") -> ProcessRow:
+    return ProcessRow(pid=pid, name=name, connections=1, time_wait=3, time_wait_exact=2,
+                      time_wait_inferred=1, opens_per_s=2.5, states={"ESTABLISHED": 1, "TIME_WAIT": 3})
+
+
+def test_details_of_a_running_process() -> None:
+    details = read_process_details(os.getpid(), with_endpoints=False)
+    me = psutil.Process()
+    assert details.status == "running"
+    assert details.exe == me.exe() and details.user == me.username()
+    assert details.cmdline == " ".join(me.cmdline()) and details.name == me.name()
+
+
+def test_details_of_an_exited_process() -> None:
+    details = read_process_details(exited_pid())
+    assert details.status == "exited"
+    assert details.exe == details.cmdline == EXITED
+    assert details.endpoints == () and "exited" in details.endpoints_note
+
+
+def _details_of_pid1_as_nobody() -> tuple[str, str, str, str]:
+    os.setgid(65534)
+    os.setuid(65534)
+    details = read_process_details(1)
+    return details.status, details.exe, details.name, details.endpoints_note
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
+def test_access_denied_is_shown_as_such() -> None:
+    status, exe, name, note = run_in_netns(_details_of_pid1_as_nobody)
+    assert status == "running"
+    assert exe == ACCESS_DENIED  # /proc/1/exe is not readable by another user
+    assert name not in (ACCESS_DENIED, EXITED)  # the name still is
+    assert "access denied" in note
+
+
+def _endpoints_in_namespace() -> tuple[str, list[tuple[str, int, tuple]]]:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+    accepted = [listener.accept()[0] for _ in clients]
+    details = read_process_details(os.getpid())
+    for s in clients + accepted + [listener]:
+        s.close()
+    return str(port), [(e.endpoint, e.count, e.states) for e in details.endpoints]
+
+
+@requires_netns
+@pytest.mark.netns
+def test_remote_endpoints_of_a_process() -> None:
+    port, endpoints = run_in_netns(_endpoints_in_namespace)
+    # Our 3 clients toward the listener, and the 3 accepted ends toward the clients' ports.
+    assert (f"127.0.0.1:{port}", 3, (("ESTABLISHED", 3),)) in endpoints
+    assert sum(count for _, count, _ in endpoints) == 6
+
+
+def test_dialog_shows_a_vanished_process(qtbot) -> None:
+    dialog = ProcessDialog(row(exited_pid(), "gone"))
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: dialog.details is not None, timeout=10_000)
+    assert dialog.fields["status"].text() == "exited (the process is gone)"
+    assert dialog.fields["exe"].text() == EXITED
+    assert dialog.endpoints.rowCount() == 0 and "exited" in dialog.endpoints_note.text()
+
+
+def test_dialog_shows_a_running_process(qtbot) -> None:
+    dialog = ProcessDialog(row(os.getpid(), "pytest"))
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: dialog.details is not None, timeout=30_000)
+    assert dialog.fields["status"].text() == "running"
+    assert dialog.fields["exe"].text() == psutil.Process().exe()
+    assert "pytest" in dialog.windowTitle() and str(os.getpid()) in dialog.windowTitle()
+
+
+def test_dialog_survives_a_failing_reader(qtbot) -> None:
+    def broken(_pid: int):
+        raise RuntimeError("psutil exploded")
+
+    dialog = ProcessDialog(row(os.getpid()), read=broken)
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: dialog.details is not None, timeout=5_000)
+    assert "psutil exploded" in dialog.endpoints_note.text()
