@@ -35,7 +35,8 @@ from PySide6.QtWidgets import (
 from core import __version__
 from core.history import DAY_AT_1HZ, History
 from core.model import ProbeFailure, Sample
-from gui.evidence import Evidence, SavedEvidence, save_evidence
+from core.report import Evidence, ReportError
+from gui.evidence import build_evidence, panel_rows, save_evidence
 from gui.process_dialog import ProcessDialog
 from gui.sampling_worker import SamplerLike, SamplingThread, SamplingWorker, SourceFacts
 from gui.state_plot import StatePlot
@@ -84,7 +85,7 @@ def pixmap_png(pixmap: QPixmap) -> bytes:
 
 class MainWindow(QMainWindow):
     sample_shown = Signal(object)  # Sample, after every view has taken it (tests, replay)
-    evidence_saved = Signal(object)  # SavedEvidence
+    evidence_saved = Signal(object)  # Path of the bundle folder
 
     def __init__(self, *, make_sampler: Callable[[], SamplerLike] | None = None,
                  interval_s: float = 1.0, settings: QSettings | None = None,
@@ -413,38 +414,36 @@ class MainWindow(QMainWindow):
         return self.grab()
 
     def evidence(self) -> Evidence:
+        """Everything the window shows, frozen now (raises NothingToSave before a sample)."""
         facts = self.facts
-        probe_results: list[dict[str, Any]] = []
-        if self.probe_panel is not None and hasattr(self.probe_panel, "results"):
-            try:
-                probe_results = list(self.probe_panel.results())
-            except Exception as exc:  # a panel's bug must not cost the user the evidence
-                log.warning("probe panel results: %s", exc)
-        notes = []
-        if self.banner.reboot_label.isVisible() or self.banner.reboot_label.text():
-            notes.append(self.banner.reboot_label.text())
-        return Evidence(
-            screenshot_png=pixmap_png(self.screenshot()),
+        notes = [self.banner.reboot_label.text()] if self.banner.reboot_label.text() else []
+        if facts is not None:
+            notes += [f"Could not see: {limit}" for limit in facts.limits if limit not in
+                      (self.latest.limits if self.latest else ())]
+        return build_evidence(
             sample=self.latest,
             history=self.history.snapshot(),
-            source_name=facts.source_name if facts else "",
-            privileged=facts.privileged if facts else None,
+            window_png=pixmap_png(self.screenshot()),
+            plot_png=pixmap_png(self.plot.grab()),
             port_config=facts.port_config if facts else None,
-            probe_results=probe_results,
-            notes=[n for n in notes if n],
+            source=facts.source_name if facts else "",
+            privileged=facts.privileged if facts else None,
+            probe_results=panel_rows(getattr(self.probe_panel, "results", None), "the outbound tests"),
+            settings=panel_rows(getattr(self.settings_panel, "settings_json", None), "the OS settings"),
+            notes=notes,
         )
 
     def evidence_folder(self) -> str:
         return str(self.settings.value("evidence/folder", "") or "")
 
-    def save_evidence(self) -> SavedEvidence | None:
+    def save_evidence(self) -> Path | None:
         """Into the remembered folder; asks for one the first time (or when it is gone)."""
         folder = self.evidence_folder()
         if not folder or not os.path.isdir(folder):
             return self.save_evidence_to()
         return self._save_into(Path(folder))
 
-    def save_evidence_to(self) -> SavedEvidence | None:
+    def save_evidence_to(self) -> Path | None:
         start = self.evidence_folder() or str(Path.home())
         folder = self.choose_folder(self, start)
         if not folder:
@@ -454,16 +453,17 @@ class MainWindow(QMainWindow):
         self.settings.sync()
         return self._save_into(Path(folder))
 
-    def _save_into(self, folder: Path) -> SavedEvidence | None:
+    def _save_into(self, folder: Path) -> Path | None:
         try:
-            saved = save_evidence(folder, self.evidence())
-        except OSError as exc:
-            self.show_error(f"Could not save the evidence into {folder}: {exc}")
+            bundle = save_evidence(folder, self.evidence())
+        except (ReportError, OSError) as exc:
+            self.show_error(f"Could not save the evidence: {exc}")
             return None
         self.error_label.clear()
-        self.statusBar().showMessage(f"Saved {saved.png.name}, .json and .html into {folder}", 15000)
-        self.evidence_saved.emit(saved)
-        return saved
+        self.statusBar().showMessage(f"Saved the evidence (screenshot, report.html, report.json) in {bundle}",
+                                     15000)
+        self.evidence_saved.emit(bundle)
+        return bundle
 
     def copy_screenshot(self) -> None:
         QApplication.clipboard().setPixmap(self.screenshot())

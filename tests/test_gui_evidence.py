@@ -1,84 +1,64 @@
-"""The evidence files (gui/evidence.py, no Qt): names, JSON keys, HTML escaping and
-embedding, and a save into a folder that cannot be written."""
+"""The window's evidence adapter (gui/evidence.py, no Qt): what the window knows goes
+into core.report's bundle; panels that fail or a missing sample never crash it."""
 
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from core.history import History
-from core.model import STATE_NAMES, ProcessRow
+from core.report import ReportError
 from core.sampler import Sampler
-from gui.evidence import Evidence, base_name, report_json, safe_host, save_evidence
+from gui.evidence import NothingToSave, build_evidence, panel_rows, save_evidence
 
-PNG = b"\x89PNG\r\n\x1a\n fake bytes are fine: the page embeds whatever the window grabbed"
+PNG = b"\x89PNG\r\n\x1a\n stands for the window's grab"
 
 
 @pytest.fixture(scope="module")
 def sample():
     sampler = Sampler()
     try:
-        real = sampler.sample()
+        return sampler.sample()
     finally:
         sampler.close()
-    hostile = ProcessRow(pid=4242, name="<script>alert(1)</script>", connections=2, time_wait=7,
-                         time_wait_exact=5, time_wait_inferred=2, opens_per_s=3.0,
-                         states={"ESTABLISHED": 2, "TIME_WAIT": 7})
-    return dataclasses.replace(real, processes=(hostile,) + real.processes)
 
 
-def evidence(sample, **kwargs) -> Evidence:
+def test_bundle_holds_the_window_and_the_panels(sample, tmp_path: Path) -> None:
     history = History(10)
     history.append(sample)
-    kwargs.setdefault("host", "srv 01/prod")
-    kwargs.setdefault("saved_at", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
-    return Evidence(screenshot_png=PNG, sample=sample, history=history.snapshot(), **kwargs)
+    evidence = build_evidence(
+        sample=sample, history=history.snapshot(), window_png=PNG, source="netlink sock_diag",
+        privileged=True, probe_results=panel_rows(lambda: [{"host": "127.0.0.1", "ok": False}], "probe"),
+        notes=["Reboot pending: TcpTimedWaitDelay 30"])
+    bundle = save_evidence(tmp_path / "new" / "folder", evidence)
+    assert bundle.parent == tmp_path / "new" / "folder"
+    assert (bundle / "window.png").read_bytes() == PNG
+    report = json.loads((bundle / "report.json").read_text())
+    assert report["sample"]["time"] == sample.time_iso
+    assert report["probe_results"] == [{"host": "127.0.0.1", "ok": False}]
+    assert report["notes"] == ["Reboot pending: TcpTimedWaitDelay 30"]
+    assert base64.b64encode(PNG).decode() in (bundle / "report.html").read_text()
 
 
-def test_names_carry_host_and_time(sample) -> None:
-    assert base_name(evidence(sample)) == "portpressure-srv_01_prod-20260102-030405"
-    assert safe_host("..") == "host" and safe_host("web-01.example") == "web-01.example"
+def test_a_failing_panel_costs_only_its_own_rows() -> None:
+    def broken() -> list[dict]:
+        raise RuntimeError("panel bug")
+
+    assert panel_rows(broken, "the outbound tests") == ()
+    assert panel_rows(None, "absent panel") == ()
 
 
-def test_json_has_every_contract_key_and_the_context(sample) -> None:
-    report = report_json(evidence(sample, source_name="netlink sock_diag", privileged=True,
-                                  probe_results=[{"host": "127.0.0.1", "ok": False}]), "x.png")
-    contract = sample.to_json()
-    for key in ("time", "states", "ports", "rates", "forecast", "processes", "remotes", "verdict",
-                "sample_ms"):
-        assert report[key] == contract[key], key
-    assert set(report["states"]) == set(STATE_NAMES)
-    assert report["host"] == "srv 01/prod" and report["screenshot"] == "x.png"
-    assert report["privileged"] is True and report["probe_results"] == [{"host": "127.0.0.1", "ok": False}]
-    assert report["history_rows"] == 1
+def test_nothing_to_save_before_the_first_sample() -> None:
+    with pytest.raises(NothingToSave, match="first sample"):
+        build_evidence(sample=None, history=None, window_png=PNG)
 
 
-def test_saved_files_are_complete_and_the_page_is_self_contained(sample, tmp_path: Path) -> None:
-    saved = save_evidence(tmp_path / "new-folder", evidence(sample))
-    assert saved.png.read_bytes() == PNG
-    assert json.loads(saved.json.read_text())["processes"][0]["pid"] == 4242
-    page = saved.html.read_text()
-    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert f"data:image/png;base64,{base64.b64encode(PNG).decode()}" in page
-    assert "src='http" not in page and 'href="http' not in page  # nothing fetched from outside
-    assert sample.verdict.title in page
-    assert saved.csv is not None and saved.csv.read_text().startswith("time,")
-    assert not list(tmp_path.rglob("*.partial"))
-
-
-def test_unwritable_folder_raises_oserror(sample, tmp_path: Path) -> None:
+def test_unwritable_folder_is_a_one_line_report_error(sample, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(OSError):
-        save_evidence(blocker / "sub", evidence(sample))
-
-
-def test_no_sample_yet_still_saves(tmp_path: Path) -> None:
-    saved = save_evidence(tmp_path, Evidence(screenshot_png=PNG, sample=None))
-    assert json.loads(saved.json.read_text())["time"] is None
-    assert "No sample was taken yet" in saved.html.read_text() and saved.csv is None
+    with pytest.raises(ReportError) as info:
+        save_evidence(blocker / "sub", build_evidence(sample=sample, history=None, window_png=PNG))
+    assert "\n" not in str(info.value) and str(blocker) in str(info.value)

@@ -97,7 +97,8 @@ def _child(out_dir: Path) -> dict:
 
         # Ctrl+S with the dialog still open (the evidence shortcuts are application-wide).
         QTest.keyClick(dialog, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
-        report_path = pump_until(lambda: next((out_dir / "evidence").glob("*.json"), None), 10, "the report")
+        report_path = pump_until(lambda: next((out_dir / "evidence").glob("*/report.json"), None), 10,
+                                 "the report")
         dialog.close()
         report = json.loads(report_path.read_text())
         return {
@@ -107,8 +108,10 @@ def _child(out_dir: Path) -> dict:
             "gauge": gauge, "still_top": still_top,
             "details": {"status": details.status, "name": details.name, "cmdline": details.cmdline,
                         "exe": details.exe},
-            "report": {"level": report["verdict"]["level"], "top_pid": report["processes"][0]["pid"],
-                       "pressure": report["ports"]["pressure"], "range": report["ports"]["range"]},
+            "report": {"level": report["sample"]["verdict"]["level"],
+                       "top_pid": report["sample"]["processes"][0]["pid"],
+                       "pressure": report["sample"]["ports"]["pressure"],
+                       "range": report["sample"]["ports"]["range"]},
             "limits": list(window.latest.limits) if window.latest else [],
             "not_critical_after_critical": [
                 (i, s.verdict.level, s.verdict.title, s.ports.pool, s.ports.in_use, s.ports.capacity)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import html
 import json
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -133,28 +135,39 @@ def test_ctrl_s_writes_png_and_report(qtbot, make_window, settings, tmp_path: Pa
     wait_samples(qtbot, window, 2)
     with qtbot.waitSignal(window.evidence_saved, timeout=10_000) as saved_signal:
         qtbot.keyClick(window, Qt.Key.Key_S, Qt.KeyboardModifier.ControlModifier)
-    saved = saved_signal.args[0]
+    bundle = saved_signal.args[0]
     assert asked == []  # the remembered folder: no dialog
-    names = sorted(p.name for p in folder.iterdir())
-    host = re.sub(r"[^A-Za-z0-9._-]+", "_", __import__("socket").gethostname())
-    assert len(names) == 4 and all(n.startswith(f"portpressure-{host}-") for n in names)
-    assert {Path(n).suffix for n in names} == {".png", ".json", ".html", ".csv"}
-    image = QImage(str(saved.png))
-    assert not image.isNull() and image.width() == window.width() and image.height() == window.height()
-    report = json.loads(saved.json.read_text())
-    assert set(report) >= CONTRACT_KEYS
-    assert set(report["states"]) == set(STATE_NAMES)
-    assert {"range", "capacity", "in_use", "pressure", "pool"} <= set(report["ports"])
-    assert report["verdict"]["level"] in ("ok", "warning", "critical")
-    assert report["time"] == window.latest.time_iso
-    assert report["screenshot"] == saved.png.name and report["host"]
-    page = saved.html.read_text()
-    embedded = re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
-    assert embedded and base64.b64decode(embedded.group(1)) == saved.png.read_bytes()
-    assert window.latest.verdict.title in page
-    header = saved.csv.read_text().splitlines()[0].split(",")
-    assert header == ["time", *SERIES_NAMES]
-    assert "Saved" in window.statusBar().currentMessage()
+    host = re.sub(r"[^A-Za-z0-9._-]+", "_", socket.gethostname())
+    assert bundle.parent == folder and re.fullmatch(rf"portpressure-{re.escape(host)}-\d{{8}}-\d{{6}}",
+                                                    bundle.name)
+    assert {p.name for p in bundle.iterdir()} >= {"window.png", "plot.png", "report.json", "report.html",
+                                                   "history.csv"}
+    image = QImage(str(bundle / "window.png"))
+    assert not image.isNull() and (image.width(), image.height()) == (window.width(), window.height())
+    report = json.loads((bundle / "report.json").read_text())
+    sample = report["sample"]
+    assert set(sample) >= CONTRACT_KEYS
+    assert set(sample["states"]) == set(STATE_NAMES)
+    assert {"range", "capacity", "in_use", "pressure", "pool"} <= set(sample["ports"])
+    assert sample["verdict"]["level"] in ("ok", "warning", "critical")
+    assert sample["time"] == window.latest.time_iso
+    assert report["host"] == socket.gethostname() and report["privileged"] == window.facts.privileged
+    page = (bundle / "report.html").read_text()
+    embedded = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
+    assert base64.b64decode(embedded[-1]) == (bundle / "window.png").read_bytes()
+    assert html.escape(window.latest.verdict.title) in page
+    assert (bundle / "history.csv").read_text().splitlines()[0].split(",") == ["time", *SERIES_NAMES]
+    assert "Saved the evidence" in window.statusBar().currentMessage()
+
+
+def test_save_before_the_first_sample_says_so(make_window, tmp_path: Path, settings) -> None:
+    folder = tmp_path / "evidence"
+    folder.mkdir()
+    settings.setValue("evidence/folder", str(folder))
+    window = make_window(start=False)
+    assert window.save_evidence() is None
+    assert "first sample" in window.error_label.text()
+    assert list(folder.iterdir()) == []
 
 
 def test_first_save_asks_for_the_folder_and_remembers_it(qtbot, make_window, settings, tmp_path) -> None:
@@ -175,7 +188,7 @@ def test_first_save_asks_for_the_folder_and_remembers_it(qtbot, make_window, set
     assert settings.value("evidence/folder") == str(target)
     assert window.save_evidence() is not None  # remembered: no third question
     assert len(asked) == 2
-    assert len(list(target.glob("*.json"))) >= 1
+    assert len(list(target.glob("*/report.json"))) == 2
 
 
 def test_unwritable_folder_is_an_error_line_not_a_crash(qtbot, make_window, tmp_path) -> None:
