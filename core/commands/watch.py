@@ -44,13 +44,13 @@ def format_line(sample: Sample) -> str:
             f" [{sample.sample_ms:.0f} ms]")
 
 
-def _open_recorder(path: str) -> Any:
+def _open_recorder(path: str, sampler: Any) -> Any:
     try:
         from core.recording import Recorder, RecordingError
     except ImportError:
         raise UsageError("portpressure watch: --record is not available in this build") from None
     try:
-        return Recorder(path)
+        return Recorder(path, port_config=sampler.port_config, source=sampler.source_name)
     except (RecordingError, OSError) as exc:
         raise UsageError(f"portpressure watch: cannot record to {path}: {exc}") from None
 
@@ -59,12 +59,16 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from core.sampler import Sampler
 
     out = out or sys.stdout
-    recorder = _open_recorder(args.record) if args.record else None
     try:
         sampler = Sampler()
     except (SourceError, OSError) as exc:
         print(f"portpressure watch: cannot read the socket table: {exc}", file=sys.stderr)
         return EXIT_FAILED
+    try:
+        recorder = _open_recorder(args.record, sampler) if args.record else None
+    except (UsageError, SourceError, OSError):
+        sampler.close()
+        raise
     deadline = time.monotonic() + args.duration if args.duration else None
     taken = 0
     failures = 0
