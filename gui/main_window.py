@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QModelIndex, QSettings, Qt, Signal
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QModelIndex, QSettings, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -39,7 +39,7 @@ from core.report import Evidence, ReportError
 from gui.evidence import build_evidence, panel_rows, save_evidence
 from gui.process_dialog import ProcessDialog
 from gui.sampling_worker import SamplerLike, SamplingThread, SamplingWorker, SourceFacts
-from gui.state_plot import StatePlot
+from gui.state_plot import StatePlot, TextStrip
 from gui.style import icon_path
 from gui.table_models import (
     PROCESS_SOCKETS_COLUMN,
@@ -120,9 +120,11 @@ class MainWindow(QMainWindow):
         else:
             worker = SamplingWorker(make_sampler, interval_s) if make_sampler else SamplingWorker(
                 interval_s=interval_s)
-            worker.sample_ready.connect(self.ingest)
-            worker.facts_ready.connect(self.show_facts)
-            worker.error.connect(self.show_error)
+            # Queued, explicitly: these run in this (the GUI) thread whatever wraps them.
+            queued = Qt.ConnectionType.QueuedConnection
+            worker.sample_ready.connect(self.ingest, queued)
+            worker.facts_ready.connect(self.show_facts, queued)
+            worker.error.connect(self.show_error, queued)
             self.sampling = SamplingThread(worker, self)
             if self.probe_panel is not None and hasattr(self.probe_panel, "exhaustion_detected"):
                 self.probe_panel.exhaustion_detected.connect(self.note_probe_failure)
@@ -140,9 +142,7 @@ class MainWindow(QMainWindow):
         self.process_view = self._table_view(self.process_proxy, PROCESS_SOCKETS_COLUMN)
         self.process_view.doubleClicked.connect(self.open_process_details)
         self.process_view.setToolTip("Double-click a process for its path, user, command line and endpoints")
-        header = self.process_view.horizontalHeader()
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.Interactive)
-        header.resizeSection(1, 150)
+        self.process_view.horizontalHeader().resizeSection(1, 150)
         self.filter_box = QLineEdit()
         self.filter_box.setPlaceholderText("Filter processes by pid, name or state (Ctrl+F)")
         self.filter_box.setClearButtonEnabled(True)
@@ -221,8 +221,20 @@ class MainWindow(QMainWindow):
         view.verticalHeader().setDefaultSectionSize(22)
         header = view.horizontalHeader()
         header.setStretchLastSection(True)
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # Interactive, fitted once to the headers and widened when new rows need it:
+        # ResizeToContents would measure every cell every second.
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.resizeSections(QHeaderView.ResizeMode.ResizeToContents)
+        proxy.rowsInserted.connect(lambda *_: MainWindow._widen_columns(view))
         return view
+
+    @staticmethod
+    def _widen_columns(view: QTableView) -> None:
+        header = view.horizontalHeader()
+        for column in range(header.count() - 1):  # the last one stretches
+            needed = max(view.sizeHintForColumn(column), header.sectionSizeHint(column))
+            if header.sectionSize(column) < needed:
+                header.resizeSection(column, needed)
 
     def _action(self, text: str, slot: Callable[[], Any], shortcut: QKeySequence | str | None = None,
                 tip: str = "") -> QAction:
@@ -284,7 +296,9 @@ class MainWindow(QMainWindow):
         self.error_label = QLabel()
         self.error_label.setStyleSheet("color: #b71c1c; font-weight: bold;")
         self.error_label.setWordWrap(False)
-        self.interval_label = QLabel(f"Sampling every {self.interval_s:g} s")
+        # Its text changes every sample: a TextStrip repaints without re-laying out the window.
+        self.interval_label = TextStrip(hint="Every 10 s · last sample 9999.9 ms, 9,999,999 sockets")
+        self.interval_label.setText(f"Sampling every {self.interval_s:g} s")
         self.privilege_label = QLabel()
         self.source_label = QLabel("Opening the socket table reader…")
         for label in (self.interval_label, self.privilege_label, self.source_label):
@@ -316,10 +330,12 @@ class MainWindow(QMainWindow):
         self.settings.sync()
 
     # -- samples ------------------------------------------------------------------------
+    @Slot(object)
     def ingest(self, sample: Sample) -> None:
         self.history.append(sample)
         self.latest = sample
-        self.error_label.clear()
+        if self.error_label.text():
+            self.error_label.clear()
         self.banner.show_sample(sample)
         self.plot.append(sample)
         self.process_model.update(sample.processes)
@@ -364,6 +380,7 @@ class MainWindow(QMainWindow):
         self.filter_box.setFocus()
         self.filter_box.selectAll()
 
+    @Slot(object)
     def show_facts(self, facts: SourceFacts) -> None:
         self.facts = facts
         config = facts.port_config
@@ -383,6 +400,7 @@ class MainWindow(QMainWindow):
         self.source_label.setToolTip(f"Read with {facts.source_name}" + (
             "\n" + "\n".join(config.notes) if config.notes else ""))
 
+    @Slot(str)
     def show_error(self, text: str) -> None:
         self.error_label.setText(text)
         self.error_label.setToolTip(text)

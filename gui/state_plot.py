@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, Signal
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtCore import QPointF, QSize, Qt, Signal
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QPainter, QPaintEvent, QTextDocument
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QToolButton, QVBoxLayout, QWidget
 
 from core.history import SERIES_NAMES, HistorySnapshot
 from core.model import Sample
@@ -87,17 +87,53 @@ def group_values(states: dict[str, float] | object, groups: Sequence[CurveGroup]
     return [float(sum(get(s, 0) for s in group.states)) for group in groups]
 
 
-class LimitLine(pg.InfiniteLine):
-    """A horizontal line that can take part in the y auto-range when it matters."""
+class TextStrip(QWidget):
+    """A line or two of text that changes every sample. A QLabel asks its layout to
+    recompute on every setText, which re-lays out and repaints the whole window each
+    second; this widget keeps a fixed height and only repaints itself."""
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(angle=0, movable=False, **kwargs)
-        self.in_range = False
+    def __init__(self, lines: int = 1, rich: bool = False, hint: str = "",
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._text = ""
+        self._rich = rich
+        self._hint = hint
+        self._document = QTextDocument(self) if rich else None
+        if self._document is not None:
+            self._document.setDocumentMargin(1)
+            self._document.setDefaultFont(self.font())
+        self.setFixedHeight(lines * self.fontMetrics().lineSpacing() + 4)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
-    def dataBounds(self, axis: int, frac: float = 1.0,
-                   orthoRange: object = None) -> tuple[float, float] | None:
-        # Bounds are in the line's own coordinates: (0, 0) is the line itself.
-        return (0.0, 0.0) if axis == 1 and self.in_range else None
+    def text(self) -> str:
+        return self._text
+
+    def setText(self, text: str) -> None:  # noqa: N802 - the QLabel name, so it swaps in
+        if text != self._text:
+            self._text = text
+            self.update()
+
+    def clear(self) -> None:
+        self.setText("")
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        return QSize(self.fontMetrics().horizontalAdvance(self._hint or self._text) + 8, self.height())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        return QSize(self.sizeHint().width() if self._hint else 0, self.height())
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt's name
+        painter = QPainter(self)
+        if self._document is not None:
+            self._document.setHtml(self._text)
+            self._document.setTextWidth(self.width())
+            self._document.drawContents(painter)
+        else:
+            text = self.fontMetrics().elidedText(self._text, Qt.TextElideMode.ElideRight, self.width() - 4)
+            painter.setPen(self.palette().windowText().color())
+            painter.drawText(self.rect().adjusted(2, 0, -2, 0),
+                             int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft), text)
+        painter.end()
 
 
 class StatePlot(QWidget):
@@ -116,7 +152,9 @@ class StatePlot(QWidget):
         pg.setConfigOptions(antialias=True, background="w", foreground="#37474f")
         self.plot_widget = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
         self.plot_item = self.plot_widget.getPlotItem()
-        self.plot_item.showGrid(x=True, y=True, alpha=0.15)
+        # Horizontal grid lines only: they help read values; vertical ones cost a sixth
+        # of the plot's drawing time each second and the time axis already has ticks.
+        self.plot_item.showGrid(x=False, y=True, alpha=0.15)
         self.plot_item.setLabel("left", "sockets / ports")
         self.plot_item.setMenuEnabled(False)
         self.plot_item.hideButtons()
@@ -127,11 +165,10 @@ class StatePlot(QWidget):
         self.legend.setToolTip("Click an entry to hide or show its curve")
         self.view_box = self.plot_item.getViewBox()
         self.view_box.setMouseEnabled(x=True, y=False)
-        self.view_box.enableAutoRange(axis="y", enable=True)
-        self.view_box.setAutoVisible(y=True)  # y fits what is on screen, not the whole day
-        self.view_box.disableAutoRange(axis="x")
-        # Head-room above the curves for the capacity label.
-        self.view_box.setDefaultPadding(0.08)
+        # Both ranges are set by redraw() in one call per sample: pyqtgraph's y auto-range
+        # runs while painting and asks for a second paint, every second.
+        self.view_box.disableAutoRange()
+        self.limit_in_view = False
 
         self.curves: list[pg.PlotDataItem] = []
         for group in self.groups:
@@ -139,17 +176,20 @@ class StatePlot(QWidget):
             self.legend.addItem(curve, group.label)
             self._tune_curve(curve)
             curve.setVisible(group.visible)
+            # A hidden curve gets no data each second; it catches up when shown again.
+            column = len(self.curves)
+            curve.visibleChanged.connect(lambda c=curve, i=column: self._curve_shown(c, i))
             self.curves.append(curve)
         self.ports_curve = self.plot_item.plot(
             pen=pg.mkPen(PORTS_HELD_COLOUR, width=2, style=Qt.PenStyle.DashLine))
         self.legend.addItem(self.ports_curve, PORTS_HELD_LABEL)
         self._tune_curve(self.ports_curve)
-        self.limit_line = LimitLine(pen=pg.mkPen(CAPACITY_COLOUR, width=2, style=Qt.PenStyle.DashDotLine),
-                                    label="capacity of the busiest pool: {value:,.0f}",
-                                    labelOpts={"position": 0.98, "color": CAPACITY_COLOUR,
-                                               "anchors": [(1, 1), (1, 1)]})
+        self.limit_line = pg.InfiniteLine(
+            angle=0, movable=False, pen=pg.mkPen(CAPACITY_COLOUR, width=2, style=Qt.PenStyle.DashDotLine),
+            label="capacity of the busiest pool: {value:,.0f}",
+            labelOpts={"position": 0.98, "color": CAPACITY_COLOUR, "anchors": [(1, 1), (1, 1)]})
         self.limit_line.setVisible(False)
-        self.plot_item.addItem(self.limit_line, ignoreBounds=False)
+        self.plot_item.addItem(self.limit_line, ignoreBounds=True)
         self.cursor_line = pg.InfiniteLine(angle=90, movable=False,
                                            pen=pg.mkPen("#90a4ae", width=1, style=Qt.PenStyle.DotLine))
         self.cursor_line.setVisible(False)
@@ -157,11 +197,8 @@ class StatePlot(QWidget):
         self._mouse_proxy = pg.SignalProxy(self.plot_widget.scene().sigMouseMoved, rateLimit=30,
                                            slot=self._on_mouse_moved)
 
-        self.readout = QLabel("Waiting for the first sample…")
-        self.readout.setTextFormat(Qt.TextFormat.RichText)
-        self.readout.setWordWrap(True)
-        self.readout.setMinimumHeight(34)
-        self.readout.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.readout = TextStrip(lines=2, rich=True)
+        self.readout.setText("Waiting for the first sample…")
 
         self.window_actions = QActionGroup(self)
         self.window_actions.setExclusive(True)
@@ -211,7 +248,8 @@ class StatePlot(QWidget):
         values += [float(sample.ports.in_use), float(sample.ports.capacity)]
         self.buffer.append(sample.timestamp, values)
         self._last_capacity = sample.ports.capacity
-        if not self.paused:
+        # Paused: drawn on resume. Minimised: drawn by the first sample after a restore.
+        if not self.paused and not self.window().isMinimized():
             self.redraw()
 
     def load(self, snapshot: HistorySnapshot) -> None:
@@ -227,10 +265,15 @@ class StatePlot(QWidget):
             self._last_capacity = int(columns[-1][-1])
         self.redraw()
 
+    def _curve_shown(self, curve: pg.PlotDataItem, column: int) -> None:
+        if curve.isVisible():
+            curve.setData(self.buffer.times, self.buffer.column(column))
+
     def redraw(self) -> None:
         times = self.buffer.times
         for i, curve in enumerate(self.curves):
-            curve.setData(times, self.buffer.column(i))
+            if curve.isVisible():
+                curve.setData(times, self.buffer.column(i))
         self.ports_curve.setData(times, self.buffer.column(len(self.groups)))
         self._update_limit_line()
         if len(times):
@@ -240,17 +283,35 @@ class StatePlot(QWidget):
 
     def _update_limit_line(self) -> None:
         capacity = self._last_capacity
-        self.limit_line.setVisible(capacity > 0)
+        if self.limit_line.isVisible() != (capacity > 0):
+            self.limit_line.setVisible(capacity > 0)
         if capacity <= 0:
+            self.limit_in_view = False
             return
-        self.limit_line.setValue(capacity)
+        if self.limit_line.value() != capacity:
+            self.limit_line.setValue(capacity)
         held = self.buffer.column(len(self.groups))
-        peak = float(held[-1]) if len(held) else 0.0
-        self.limit_line.in_range = peak >= SHOW_LIMIT_SHARE * capacity
+        self.limit_in_view = bool(len(held)) and float(held[-1]) >= SHOW_LIMIT_SHARE * capacity
 
     def _follow(self, newest: float) -> None:
-        # A small margin on the right so the newest point is not under the frame.
-        self.view_box.setXRange(newest - self.window_s, newest + self.window_s * 0.01, padding=0)
+        """Show the last `window_s` seconds (a small margin on the right so the newest
+        point is not under the frame), y from 0 to the highest visible value."""
+        start = newest - self.window_s
+        times = self.buffer.times
+        first = int(np.searchsorted(times, start)) if len(times) else 0
+        top = 0.0
+        visible = [(c, i) for i, c in enumerate(self.curves)] + [(self.ports_curve, len(self.groups))]
+        for curve, column in visible:
+            if curve.isVisible() and first < len(times):
+                top = max(top, float(self.buffer.column(column)[first:].max()))
+        if self.limit_in_view:
+            top = max(top, float(self._last_capacity))
+        top = max(top * 1.08, 5.0)  # head-room for the capacity label; never a zero range
+        self.view_box.setRange(xRange=(start, newest + self.window_s * 0.01), yRange=(0.0, top),
+                               padding=0)
+        # pyqtgraph defers the new transform to the paint, where applying it asks for a
+        # second paint; applying it now makes one paint per sample.
+        self.view_box.updateMatrix()
 
     # -- controls ---------------------------------------------------------------------
     def set_window(self, seconds: int) -> None:
