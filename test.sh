@@ -4,7 +4,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
-tools/setup.sh --dev
+tools/setup.sh --dev --build  # --build: PyInstaller, so the packaging test builds and runs the real binary
 export QT_QPA_PLATFORM=${QT_QPA_PLATFORM:-offscreen}
 py=.venv/bin/python
 echo "== ruff"; "$py" -m ruff check core gui tests benchmarks
