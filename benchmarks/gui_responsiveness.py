@@ -4,9 +4,10 @@ stalls more than 50 ms; the worst gap of a 10 ms timer over 60 s.)
 Run as root: `python3 -m benchmarks.gui_responsiveness [--sockets 100000 --seconds 60]`.
 The script moves itself into a private network namespace (loopback only), starts a
 child that builds the TIME_WAIT sockets for real and keeps their number at the
-target (TIME_WAIT lasts 60 s, so the child goes on opening and closing connections
-at the rate that replaces the expiring ones, as a churning client does), and only
-then creates the QApplication and the real window with the real sampler. A 10 ms
+target (TIME_WAIT lasts 60 s: the child churns target/60 connections a second, as a
+real churning client does, so about a minute passes before the count is reached,
+and it then stays there while the oldest expire), and only then creates the
+QApplication and the real window with the real sampler. A 10 ms
 PreciseTimer in the GUI thread records every gap between its ticks.
 
 `benchmarks/gui_cpu.py` uses the same harness to measure the CPU cost at 10,000.
@@ -43,11 +44,29 @@ FIRST_LISTENER_PORT = 30000
 BATCH = 500
 TICK_MS = 10
 STALL_LIMIT_MS = 50.0
+TIME_WAIT_SECONDS = 60.0  # Linux, fixed
+READY_SHARE = 0.97
+
+
+def _churn_batch(listener: socket.socket, n: int) -> None:
+    clients = []
+    for _ in range(n):
+        client = socket.socket()
+        client.connect(listener.getsockname())
+        clients.append(client)
+    accepted = [listener.accept()[0] for _ in clients]
+    for client in clients:
+        client.close()  # the client closes first: the TIME_WAIT is on its side
+    for conn in accepted:
+        conn.close()
 
 
 def _time_wait_keeper(target: int, stop: Any, ready: Any) -> None:
-    """Child process: make client-closed connections until the namespace holds `target`
-    TIME_WAIT sockets, then keep it there as they expire."""
+    """Child process: a client churning `target / 60` connections a second from the
+    start, which is what holds `target` sockets in TIME_WAIT once the first ones
+    expire (a TIME_WAIT lasts 60 s). Building them all at once instead would make
+    them all expire at once, in the middle of the measurement. `ready` is set when
+    the count has reached 97% of the target, about a minute in."""
     set_process_name("tw-keeper")
     # Die with the measuring process, whatever happens to it (PR_SET_PDEATHSIG, SIGTERM).
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
@@ -58,25 +77,21 @@ def _time_wait_keeper(target: int, stop: Any, ready: Any) -> None:
         listener.bind(("127.0.0.1", FIRST_LISTENER_PORT + i))
         listener.listen(BATCH * 2)
         listeners.append(listener)
-    turn = 0
+    rate = target / TIME_WAIT_SECONDS
+    started = time.monotonic()
+    made = turn = 0
     while not stop.is_set():
-        deficit = target - sockstat_tw()
-        if deficit <= 0:
+        count = sockstat_tw()
+        if count >= READY_SHARE * target:
             ready.set()
-            stop.wait(0.1)  # pacing: look again in 100 ms
-            continue
-        listener = listeners[turn % LISTENERS]
-        turn += 1
-        clients = []
-        for _ in range(min(deficit, BATCH)):
-            client = socket.socket()
-            client.connect(listener.getsockname())
-            clients.append(client)
-        accepted = [listener.accept()[0] for _ in clients]
-        for client in clients:
-            client.close()  # the client closes first: the TIME_WAIT is on its side
-        for conn in accepted:
-            conn.close()
+        due = int(rate * (time.monotonic() - started)) - made
+        if count < target and due > 0:
+            n = min(due, BATCH)
+            _churn_batch(listeners[turn % LISTENERS], n)
+            made += n
+            turn += 1
+        else:
+            stop.wait(0.02)  # pacing: the next batch is due in a few ms
     for listener in listeners:
         listener.close()
 
@@ -94,6 +109,8 @@ class WindowRun:
     thread_cpu: dict[str, float] = field(default_factory=dict)
     startup_s: float = 0.0
     errors: list[str] = field(default_factory=list)
+    slow_gaps: list[tuple[float, float]] = field(default_factory=list)  # (end time, gap ms) > 25 ms
+    sample_times: list[float] = field(default_factory=list)  # perf_counter when shown
 
     @property
     def cpu_percent(self) -> float:
@@ -125,6 +142,7 @@ def run_window(seconds: float, interval_s: float, tick_timer: bool = True) -> Wi
     run.startup_s = time.perf_counter() - started
 
     def on_sample(sample: Any) -> None:
+        run.sample_times.append(time.perf_counter())
         run.sample_ms.append(sample.sample_ms)
         run.sockets.append(int(sample.extra.get("sockets", 0)))
         run.time_wait.append(int(sample.states["TIME_WAIT"]))
@@ -138,7 +156,10 @@ def run_window(seconds: float, interval_s: float, tick_timer: bool = True) -> Wi
 
     def tick() -> None:
         now = time.perf_counter()
-        run.gaps_ms.append((now - last[0]) * 1000.0)
+        gap = (now - last[0]) * 1000.0
+        run.gaps_ms.append(gap)
+        if gap > 25.0:
+            run.slow_gaps.append((now, gap))
         last[0] = now
 
     timer = QTimer()
@@ -191,7 +212,7 @@ def measure(sockets: int, seconds: float, interval_s: float,
     build_started = time.perf_counter()
     keeper.start()
     try:
-        wait_until(ready.is_set, 300, f"{sockets} TIME_WAIT sockets", poll=0.05)
+        wait_until(ready.is_set, 3 * TIME_WAIT_SECONDS, f"{sockets} TIME_WAIT sockets", poll=0.05)
         build_s = time.perf_counter() - build_started
         run = run_window(seconds, interval_s, tick_timer)
     finally:
@@ -207,7 +228,8 @@ def describe(run: WindowRun, build_s: float) -> list[str]:
     p99 = gaps[int(len(gaps) * 0.99) - 1] if gaps else 0.0
     over = sum(1 for g in gaps if g > STALL_LIMIT_MS)
     lines = [
-        f"sockets built in {build_s:.1f} s; window up with its first sample after {run.startup_s:.2f} s",
+        f"sockets in TIME_WAIT after {build_s:.1f} s of churn; window up with its first sample "
+        f"after {run.startup_s:.2f} s",
         f"measured {run.seconds:.1f} s: {len(run.sample_ms)} samples, sockets per sample "
         f"{min(run.sockets, default=0):,}-{max(run.sockets, default=0):,} "
         f"(TIME_WAIT {min(run.time_wait, default=0):,}-{max(run.time_wait, default=0):,})",
@@ -218,6 +240,13 @@ def describe(run: WindowRun, build_s: float) -> list[str]:
         f"process CPU: {run.cpu_seconds:.2f} s over {run.seconds:.1f} s = {run.cpu_percent:.2f}% of one core "
         f"({', '.join(f'{k} {v:.2f} s' for k, v in sorted(run.thread_cpu.items(), key=lambda kv: -kv[1]))})",
     ]
+    if run.slow_gaps:
+        # Where the slow gaps fall: right around a sample being shown (GUI-thread work)
+        # or elsewhere (the sampling thread holding the GIL, or the OS scheduler).
+        near = sum(1 for t, _ in run.slow_gaps if any(abs(t - s) < 0.1 for s in run.sample_times))
+        worst = sorted(run.slow_gaps, key=lambda tg: -tg[1])[:5]
+        lines.append(f"gaps over 25 ms: {len(run.slow_gaps)}, {near} of them within 100 ms of a sample "
+                     f"being shown; worst: {', '.join(f'{g:.0f} ms' for _, g in worst)}")
     if run.errors:
         lines.append(f"sampling errors: {len(run.errors)}, first: {run.errors[0]}")
     return lines

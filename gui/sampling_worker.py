@@ -9,6 +9,7 @@ touches the kernel.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from core.model import PortConfig, ProbeFailure, Sample
 from core.sources.base import SourceError
 
 log = logging.getLogger(__name__)
+GIL_SWITCH_INTERVAL_S = 0.001
 
 
 class SamplerLike(Protocol):
@@ -141,6 +143,11 @@ class SamplingThread(QObject):
         self.thread.finished.connect(worker.stop, Qt.ConnectionType.DirectConnection)
 
     def start(self) -> None:
+        # The sampler is Python and numpy holding the GIL for ~100 ms a sample at 100k
+        # sockets; the GUI thread takes the GIL back at every call into Qt, and each time
+        # waits up to the switch interval. 1 ms instead of 5 keeps a repaint from
+        # stretching to a visible stall (measured: benchmarks/gui_responsiveness.py).
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self.thread.start()
 
     def stop(self, timeout_ms: int = 5000) -> bool:
