@@ -41,12 +41,14 @@ def build_evidence(*, sample: Sample | None, history: HistorySnapshot | None, wi
                    plot_png: bytes | None = None, port_config: PortConfig | None = None,
                    source: str = "", privileged: bool | None = None,
                    probe_results: Sequence[Mapping[str, Any]] = (),
-                   settings: Sequence[Mapping[str, Any]] = (), notes: Sequence[str] = ()) -> Evidence:
+                   settings: Sequence[Mapping[str, Any]] = (), event_log: Mapping[str, Any] | None = None,
+                   notes: Sequence[str] = ()) -> Evidence:
     if sample is None:
         raise NothingToSave("nothing to save yet: the first sample has not arrived")
     return Evidence(sample=sample, history=history, window_png=window_png, plot_png=plot_png,
                     port_config=port_config, source=source, privileged=privileged,
-                    probe_results=tuple(probe_results), settings=tuple(settings), notes=tuple(notes))
+                    probe_results=tuple(probe_results), settings=tuple(settings), event_log=event_log,
+                    notes=tuple(notes))
 
 
 def save_evidence(folder: Path, evidence: Evidence) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QModelIndex, QSettings, Qt, Signal, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence, QPixmap
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QKeySequence, QPixmap, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QApplication,
@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
     QSplitter,
     QTableView,
     QTabWidget,
@@ -135,6 +136,7 @@ class MainWindow(QMainWindow):
     def _build_views(self, history_capacity: int) -> None:
         self.banner = VerdictBanner()
         self.plot = StatePlot(capacity=history_capacity)
+        self.plot.setMinimumHeight(230)  # still readable at 1024x700
 
         self.process_model = ProcessTableModel(self)
         self.process_proxy = TableFilterProxy(self)
@@ -176,11 +178,11 @@ class MainWindow(QMainWindow):
         probe_class = _optional_widget("probe_panel", "ProbePanel")
         self.probe_panel: Any = probe_class() if probe_class else None
         if self.probe_panel is not None:
-            self.side_tabs.addTab(self.probe_panel, "Outbound test")
+            self.side_tabs.addTab(self._scrollable(self.probe_panel), "Outbound test")
         settings_class = _optional_widget("settings_panel", "SettingsPanel")
         self.settings_panel: Any = settings_class() if settings_class else None
         if self.settings_panel is not None:
-            self.side_tabs.addTab(self.settings_panel, "OS settings")
+            self.side_tabs.addTab(self._scrollable(self.settings_panel), "OS settings")
             if hasattr(self.settings_panel, "reboot_pending"):
                 self.settings_panel.reboot_pending.connect(self.banner.show_reboot_pending)
 
@@ -190,7 +192,6 @@ class MainWindow(QMainWindow):
         self.bottom_splitter.addWidget(self.side_tabs)
         self.bottom_splitter.setStretchFactor(0, 2)
         self.bottom_splitter.setStretchFactor(1, 1)
-        self.bottom_splitter.setSizes([2 * DEFAULT_SIZE[0] // 3, DEFAULT_SIZE[0] // 3])
         self.bottom_splitter.setChildrenCollapsible(False)
         self.main_splitter = QSplitter(Qt.Orientation.Vertical)
         self.main_splitter.setObjectName("mainSplitter")
@@ -206,6 +207,15 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.banner)
         layout.addWidget(self.main_splitter, 1)
         self.setCentralWidget(central)
+
+    @staticmethod
+    def _scrollable(panel: QWidget) -> QScrollArea:
+        """A panel in a scroll area: its full height must not squeeze the plot at 700 px."""
+        area = QScrollArea()
+        area.setWidget(panel)
+        area.setWidgetResizable(True)
+        area.setFrameShape(QScrollArea.Shape.NoFrame)
+        return area
 
     @staticmethod
     def _table_view(proxy: TableFilterProxy, sort_column: int) -> QTableView:
@@ -310,11 +320,12 @@ class MainWindow(QMainWindow):
         geometry = self.settings.value("window/geometry")
         if restore_geometry and isinstance(geometry, QByteArray) and not geometry.isEmpty():
             self.restoreGeometry(geometry)
+        self._default_splits = True
         for key, splitter in (("window/main_splitter", self.main_splitter),
                               ("window/bottom_splitter", self.bottom_splitter)):
             state = self.settings.value(key)
             if isinstance(state, QByteArray) and not state.isEmpty():
-                splitter.restoreState(state)
+                self._default_splits = not splitter.restoreState(state)
         window = self.settings.value("plot/window_s")
         try:
             if window is not None:
@@ -448,8 +459,21 @@ class MainWindow(QMainWindow):
             privileged=facts.privileged if facts else None,
             probe_results=panel_rows(getattr(self.probe_panel, "results", None), "the outbound tests"),
             settings=panel_rows(getattr(self.settings_panel, "settings_json", None), "the OS settings"),
+            event_log=self._event_log(),
             notes=notes,
         )
+
+    def _event_log(self) -> dict[str, Any] | None:
+        """The outbound test panel's Windows event-log summary (Tcpip 4227/4231), if read."""
+        read = getattr(self.probe_panel, "event_log", None)
+        if read is None:
+            return None
+        try:
+            summary = read()
+        except Exception as exc:  # a panel's failure must not cost the rest of the evidence
+            log.warning("event log summary: %s", exc)
+            return None
+        return dict(summary) if summary else None
 
     def evidence_folder(self) -> str:
         return str(self.settings.value("evidence/folder", "") or "")
@@ -494,6 +518,16 @@ class MainWindow(QMainWindow):
             "(TIME_WAIT pile-up): live socket states, the process behind them, an outbound "
             "connection test, the documented OS fix and evidence for the support ticket.</p>")
 
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if self._default_splits:
+            # First run: the plot gets most of the height, the process table most of the
+            # width (the panels' size hints alone would squeeze the plot).
+            self._default_splits = False
+            height, width = self.main_splitter.height(), self.bottom_splitter.width()
+            self.main_splitter.setSizes([height * 58 // 100, height * 42 // 100])
+            self.bottom_splitter.setSizes([width * 62 // 100, width * 38 // 100])
+
     # -- shutdown -----------------------------------------------------------------------
     def stop_sampling(self) -> None:
         if self.sampling is not None:
@@ -504,6 +538,8 @@ class MainWindow(QMainWindow):
             self.save_settings()
         finally:
             self.stop_sampling()
+            if self.probe_panel is not None and hasattr(self.probe_panel, "shutdown"):
+                self.probe_panel.shutdown()  # an outbound test in progress is cancelled
             for dialog in list(self._dialogs):
                 dialog.close()
         super().closeEvent(event)

@@ -228,6 +228,7 @@ class StatePlot(QWidget):
         layout.addLayout(controls)
         layout.addWidget(self.plot_widget, 1)
         layout.addWidget(self.readout)
+        self._follow(time.time())  # a real time axis from the start, not 1970
 
     @staticmethod
     def _tune_curve(curve: pg.PlotDataItem) -> None:
