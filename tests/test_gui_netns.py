@@ -77,9 +77,10 @@ def _child(out_dir: Path) -> dict:
         top_name = window.process_proxy.index(0, 1).data()
         pump_until(lambda: window.banner.level == "critical", 60, "a critical banner")
         samples_until_critical = len(levels)
-        addr_not_avail = pump_until(lambda: churner.addr_not_avail, 30, "EADDRNOTAVAIL in the churner")
+        # Read the banner as it went critical (a later sample may already be on screen).
         banner_title = window.banner.title_label.text()
         reasons = window.banner.reasons_text()
+        addr_not_avail = pump_until(lambda: churner.addr_not_avail, 30, "EADDRNOTAVAIL in the churner")
         gauge = window.banner.gauge.value()
         still_top = top_pid() == churner.pid
 
