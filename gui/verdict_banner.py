@@ -63,7 +63,6 @@ class VerdictBanner(QFrame):
         reasons_scroll.setWidget(self.reasons_label)
         reasons_scroll.setWidgetResizable(True)
         reasons_scroll.setFrameShape(QFrame.Shape.NoFrame)
-        reasons_scroll.setMaximumHeight(96)
         reasons_scroll.setStyleSheet(
             "QScrollArea, QScrollArea > QWidget > QWidget { background: transparent; }")
         self.reboot_label = QLabel()
@@ -99,7 +98,11 @@ class VerdictBanner(QFrame):
         layout.addWidget(self.level_label, 0, Qt.AlignmentFlag.AlignTop)
         layout.addLayout(middle, 1)
         layout.addWidget(right_box)
-        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)
+        # A fixed height (a title and about four lines of reasons; more scroll): a banner
+        # that grew and shrank with its text would move and repaint everything below it
+        # whenever the verdict changes its wording.
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+        self.setFixedHeight(int(self.fontMetrics().lineSpacing() * 7.2) + 8)
         self._apply_level("unknown")
         self.title_label.setText("Reading the socket table…")
         self.reasons_label.setText("The first sample names the busiest pool and the process behind it.")
