@@ -9,10 +9,10 @@ import contextlib
 import errno
 import io
 import json
+import multiprocessing
 import os
 import pty
 import select
-import socket
 import subprocess
 import sys
 import time
@@ -199,6 +199,37 @@ def test_on_a_terminal_it_asks_and_only_yes_applies(tmp_path: Path) -> None:
     assert r["yes"]["reuse"] == "1" and r["yes"]["backups"] == 1
 
 
+def _as_nobody(folder: str, conn) -> None:
+    try:
+        os.setgid(65534)
+        os.setuid(65534)
+        conn.send(_cli(["tune", "set", "net.ipv4.tcp_tw_reuse", "1", "--yes"], folder))
+    except BaseException as exc:
+        conn.send({"code": None, "out": "", "err": f"{type(exc).__name__}: {exc}"})
+
+
+def _non_root_body(folder: str) -> dict:
+    # Import every command now: uid 65534 may not read this Python's site-packages.
+    cli.build_parser()
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_as_nobody, args=(folder, child))
+    proc.start()
+    result = parent.recv()
+    proc.join(10)
+    return {"cli": result, "reuse": _read(TW_REUSE_FILE), "folder_exists": Path(folder).exists()}
+
+
+def test_not_root_prints_the_sysctl_command_and_changes_nothing(tmp_path: Path) -> None:
+    folder = str(tmp_path / "backups")
+    r = run_in_netns(_non_root_body, folder, sysctls=NARROW)
+    cli_result = r["cli"]
+    assert cli_result["code"] == 1 and cli_result["err"].count("\n") == 1
+    assert "needs root" in cli_result["err"] and "sudo sysctl -w net.ipv4.tcp_tw_reuse=1" in cli_result["err"]
+    assert "Change net.ipv4.tcp_tw_reuse: 0 -> 1" in cli_result["out"]
+    assert r["reuse"] == "0" and not r["folder_exists"]
+
+
 def _other_host_body(folder: str) -> dict:
     done = _cli(["tune", "set", "net.ipv4.tcp_tw_reuse", "1", "--yes"], folder)
     backup = Path(done["out"].strip().splitlines()[-1].removeprefix("Backup: "))
@@ -217,25 +248,19 @@ def test_revert_refuses_a_backup_from_another_host(tmp_path: Path) -> None:
 
 
 # -- end to end: the fix fixes the real failure -------------------------------------------------
-def _connect(port: int) -> int:
-    """0 when a plain outbound connect to the listener works, else its errno."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    try:
-        s.connect(("127.0.0.1", port))
-        return 0
-    except OSError as exc:
-        return exc.errno or -1
-    finally:
-        s.close()
-
-
 def _fix_body(folder: str) -> dict:
+    from core.probe import Prober
     from core.sampler import Sampler
+
+    prober = Prober()
+
+    def probe(port: int):
+        return prober.probe("127.0.0.1", port, timeout_s=2.0)
 
     with Listener("127.0.0.1", 9000) as listener, \
             Churner("127.0.0.1", 9000, hold_s=0.02, duration_s=90, name="churner") as churner:
         wait_until(lambda: churner.addr_not_avail > 0, 30, "the churner to exhaust the 20-port range")
-        before = _connect(listener.port)
+        before = probe(listener.port)
         sampler = Sampler()
         try:
             critical = sampler.sample()
@@ -248,8 +273,8 @@ def _fix_body(folder: str) -> dict:
             attempts = []
 
             def connects() -> bool:
-                attempts.append(_connect(listener.port))
-                return attempts[-1] == 0
+                attempts.append(probe(listener.port))
+                return attempts[-1].ok
 
             # The churner still runs and races us for every port that frees up: poll.
             wait_until(connects, 20, "an outbound connect to succeed after the fix", poll=0.01)
@@ -277,13 +302,15 @@ def _fix_body(folder: str) -> dict:
 def test_tune_set_tw_reuse_fixes_an_exhausted_range(tmp_path: Path) -> None:
     folder = str(tmp_path / "backups")
     r = run_in_netns(_fix_body, folder, sysctls=NARROW, timeout=180)
-    assert r["before"] == errno.EADDRNOTAVAIL, "the range must really be exhausted first"
+    before = r["before"]
+    assert (before.ok, before.category, before.errno) == (False, "ports_exhausted", errno.EADDRNOTAVAIL), \
+        "the range must really be exhausted first"
     assert r["critical"].level == "critical"
     assert r["fix"]["code"] == 0, r["fix"]["err"]
     assert r["fix"]["out"].strip().splitlines()[-1].startswith(f"Backup: {folder}/")
     assert r["reuse"] == "1"
-    assert r["attempts"][-1] == 0
-    assert set(r["attempts"][:-1]) <= {errno.EADDRNOTAVAIL}
+    assert r["attempts"][-1].ok and r["attempts"][-1].category == "ok"
+    assert {a.category for a in r["attempts"][:-1]} <= {"ports_exhausted"}
     assert r["recovered"].level != "critical"
     print(f"connected {r['connected_after_s']:.2f} s after the fix (attempt {len(r['attempts'])}); "
           f"verdict left critical {r['left_after_s']:.1f} s after it; "

@@ -158,7 +158,10 @@ class GuardedBackend(ABC):
         problem = self._permission_problem(name, plan.new_value)
         if problem:
             raise TuningPermissionError(problem)
-        current = self._stored(name)
+        try:
+            current = self._stored(name)
+        except (OSError, ValueError) as exc:
+            raise TuningError(f"{name}: cannot read the current value ({exc}); nothing was written") from None
         if current != plan.old_value:
             raise TuningError(f"{name} changed since the plan was made (it was "
                               f"{format_value(plan.old_value)}, it is now {format_value(current)}); "
