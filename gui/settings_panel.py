@@ -48,7 +48,7 @@ from core.tuning.backups import Backup, latest_backup
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("Setting", "Stored", "In effect", "Default", "Valid input", "Reboot", "Can change")
+COLUMNS = ("Setting", "Stored", "In effect", "Default", "Unit", "Valid input", "Reboot", "Can change")
 ERROR_STYLE = "color: #9b1c1c;"
 OK_STYLE = "color: #1b5e20;"
 CONFIRM_TEXT = "I understand this changes a system setting of this server"
@@ -298,9 +298,8 @@ class SettingsPanel(QWidget):
         self.table.setRowCount(len(states))
         for row, state in enumerate(states):
             can = "yes" if state.writable else f"no: {state.why_not}"
-            cells = (state.name, format_value(state.value, state.unit),
-                     format_value(state.effective, state.unit), format_value(state.default, state.unit),
-                     state.range,
+            cells = (state.name, format_value(state.value), format_value(state.effective),
+                     format_value(state.default), state.unit, state.range,
                      "yes" if state.needs_reboot else "no", can)
             tip = "\n".join(state.notes)
             for column, text in enumerate(cells):

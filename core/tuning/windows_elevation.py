@@ -181,6 +181,14 @@ def is_admin() -> bool:
     domain_alias_rid_admins = 544
     try:
         advapi32 = ctypes.WinDLL("advapi32", use_last_error=True)
+        advapi32.AllocateAndInitializeSid.argtypes = [
+            ctypes.POINTER(SID_IDENTIFIER_AUTHORITY), wintypes.BYTE, *([wintypes.DWORD] * 8),
+            ctypes.POINTER(ctypes.c_void_p)]
+        advapi32.AllocateAndInitializeSid.restype = wintypes.BOOL
+        advapi32.CheckTokenMembership.argtypes = [wintypes.HANDLE, ctypes.c_void_p,
+                                                  ctypes.POINTER(wintypes.BOOL)]
+        advapi32.CheckTokenMembership.restype = wintypes.BOOL
+        advapi32.FreeSid.argtypes = [ctypes.c_void_p]
         sid = ctypes.c_void_p()
         if not advapi32.AllocateAndInitializeSid(
                 ctypes.byref(security_nt_authority), 2, security_builtin_domain_rid,
