@@ -3,7 +3,8 @@
 The worker owns the Sampler (created inside the thread, since opening a source can
 take a full /proc scan) and emits immutable Samples through queued signals. A failed
 read is reported as text and the next tick simply tries again. The GUI thread never
-touches the kernel.
+touches the kernel. On Linux the sampler itself runs in a child process
+(gui/sampler_process.py) and this thread only waits for its replies.
 """
 
 from __future__ import annotations
@@ -51,9 +52,10 @@ class SourceFacts:
 
 
 def _default_sampler() -> SamplerLike:
-    from core.sampler import Sampler
+    from gui.sampler_process import open_sampler
 
-    return Sampler()
+    sampler: SamplerLike = open_sampler()
+    return sampler
 
 
 class SamplingWorker(QObject):
@@ -70,6 +72,10 @@ class SamplingWorker(QObject):
         self._timer: QTimer | None = None
         self._lock = threading.Lock()
         self._pending_failures: list[ProbeFailure] = []
+
+    @property
+    def sampler(self) -> SamplerLike | None:
+        return self._sampler
 
     @property
     def interval_s(self) -> float:
