@@ -681,11 +681,13 @@ class Recording:
         return self.history.snapshot()
 
 
-def _read_file(path: Path) -> bytes:
+def _read_file(path: Path, limit: int = -1) -> bytes:
+    """The file's bytes (its first `limit` bytes if given), or a one-line RecordingError."""
     if path.is_dir():
         raise RecordingError(f"{path} is a folder, not a recording")
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as file:
+            raw = file.read(limit)
     except FileNotFoundError:
         raise RecordingError(f"{path} does not exist") from None
     except OSError as exc:
@@ -769,3 +771,59 @@ def _warnings(path: Path, problems: _LoadProblems) -> list[str]:
     if problems.garbage_bytes:
         warnings.append(f"{path}: skipped {problems.garbage_bytes} byte(s) that are not part of a recording")
     return warnings
+
+
+SNIFF_FILE_BYTES = 1 << 20  # read at most this much of the file to check it
+SNIFF_TEXT_BYTES = 1 << 20  # and decode at most this much text from it
+
+
+def _sniffed_text(path: Path, head: bytes) -> bytes:
+    """The text at the start of a file: decoded member after member if compressed (an
+    empty session may come before one with samples), up to SNIFF_TEXT_BYTES."""
+    if not head.startswith(GZIP_MAGIC):
+        return head
+    text = b""
+    pos = 0
+    while pos < len(head) and len(text) < SNIFF_TEXT_BYTES:
+        header = _gzip_header_length(head, pos)
+        if header is None:
+            if not text:
+                raise RecordingError(f"{path} is not a PortPressure recording (a damaged gzip header)")
+            break
+        decoder = zlib.decompressobj(-zlib.MAX_WBITS)
+        try:
+            text += decoder.decompress(head[pos + header:], SNIFF_TEXT_BYTES - len(text))
+        except zlib.error:
+            if not text:
+                raise RecordingError(
+                    f"{path} is not a PortPressure recording (damaged compressed data)") from None
+            break
+        if not decoder.eof:
+            break
+        pos = len(head) - len(decoder.unused_data) + 8  # past the trailer
+    return text
+
+
+def check_recording(path: str | os.PathLike[str]) -> None:
+    """A quick look at the start of `path` (milliseconds, whatever its size): raises the
+    same one-line RecordingError as load_recording when it is missing, a folder, empty or
+    plainly not a recording (no sample in its first megabyte), before a window spends
+    seconds loading it. Passing does not promise a full load: the loader still decides."""
+    path = Path(path)
+    head = _read_file(path, SNIFF_FILE_BYTES)
+    saw_header = False
+    for line in _sniffed_text(path, head).split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            if isinstance(obj, dict) and "portpressure_recording" in obj:
+                saw_header = True
+                continue
+            history_row(obj)
+            return
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+            continue
+    if saw_header or head.startswith(MEMBER_HEADER):
+        raise RecordingError(f"{path} holds no samples (recording started but no sample was written)")
+    raise RecordingError(f"{path} is not a PortPressure recording (no sample lines found)")

@@ -1,5 +1,6 @@
-"""`portpressure gui`: the QApplication, the icon, the main window, and the
-`--screenshot PNG --after SECONDS` mode that writes the window and exits."""
+"""`portpressure gui`: the QApplication, the icon, the main window, `--open RECORDING`
+(replay instead of live sampling) and the `--screenshot PNG --after SECONDS` mode
+that writes the window and exits."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from core import __version__
+from core.recording import RecordingError, check_recording
 from gui.style import icon_path
 
 log = logging.getLogger(__name__)
@@ -75,11 +77,15 @@ def _check_writable(path: Path) -> str | None:
 
 
 def run_window(args: argparse.Namespace) -> int:
-    if getattr(args, "open", None):
-        # Hook for replay: MainWindow(replay=<iterable of Samples>) feeds a recording
-        # through the same path as live samples; the recording reader is not built yet.
-        print(f"portpressure gui: --open is not supported yet (cannot replay {args.open})", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    recording = Path(args.open) if getattr(args, "open", None) else None
+    if recording is not None:
+        # A quick look at its start: a missing, empty or foreign file is refused before a
+        # window opens; the full load then runs in the window, off its thread.
+        try:
+            check_recording(recording)
+        except RecordingError as exc:
+            print(f"portpressure gui: --open: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     screenshot = Path(args.screenshot) if getattr(args, "screenshot", None) else None
     if screenshot is not None:
         problem = _check_writable(screenshot)
@@ -92,7 +98,7 @@ def run_window(args: argparse.Namespace) -> int:
 
     # A screenshot is taken at the default size, whatever size was remembered, so
     # screenshots from different runs (and for the README) compare.
-    window = MainWindow(settings=QSettings(), restore_geometry=screenshot is None)
+    window = MainWindow(settings=QSettings(), restore_geometry=screenshot is None, start=recording is None)
     install_excepthook(window.show_error)
     window.show()
     status = {"code": EXIT_OK}
@@ -106,7 +112,15 @@ def run_window(args: argparse.Namespace) -> int:
             window.close()
             app.quit()
 
-        QTimer.singleShot(int(after * 1000), grab_and_quit)
+        def grab_later(*_loaded: object) -> None:
+            QTimer.singleShot(int(after * 1000), grab_and_quit)
+
+        if recording is not None:  # --after counts from the replay on screen, however long the load
+            window.loading_finished.connect(grab_later)
+        else:
+            grab_later()
+    if recording is not None:
+        window.open_recording(recording)
     code = app.exec()
     window.stop_sampling()
     return status["code"] or code

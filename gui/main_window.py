@@ -2,14 +2,25 @@
 the outbound test and OS settings panels when present, and the status bar.
 
 Samples arrive from the sampling thread through a queued signal; this thread only
-appends them to the History and updates the views. A replay (a recording opened
-with --open) feeds the same `ingest` path instead of the live worker.
+appends them to the History and updates the views.
+
+Replay (File > Open recording, or `gui --open FILE`): the recording is loaded off this
+thread (gui/replay.py), live sampling stops, the plot shows the whole recording and
+the time cursor picks the sample whose tables, banner and captions are shown, through
+the same `_show_sample` path as a live sample, without touching the live history.
+File > Back to live (or the bar's button) resumes sampling.
+
+Record (File > Record to file): a core.recording.Recorder is handed to the sampling
+worker, which appends every live sample in its own thread.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
+import socket
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -25,6 +36,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QMainWindow,
     QMessageBox,
+    QProgressBar,
     QScrollArea,
     QSplitter,
     QTableView,
@@ -34,11 +46,13 @@ from PySide6.QtWidgets import (
 )
 
 from core import __version__
-from core.history import DAY_AT_1HZ, History
+from core.history import DAY_AT_1HZ, History, HistorySnapshot
 from core.model import ProbeFailure, Sample
-from core.report import Evidence, ReportError
+from core.recording import Recorder, Recording, RecordingError, check_recording
+from core.report import Evidence, ReportError, safe_host
 from gui.evidence import build_evidence, panel_rows, save_evidence
 from gui.process_dialog import ProcessDialog
+from gui.replay import RecordingLoader, ReplayBar, describe, peak_index, when
 from gui.sampling_worker import SamplerLike, SamplingThread, SamplingWorker, SourceFacts
 from gui.state_plot import StatePlot, TextStrip
 from gui.style import icon_path
@@ -54,8 +68,10 @@ from gui.verdict_banner import VerdictBanner
 log = logging.getLogger(__name__)
 
 FolderChooser = Callable[[QWidget, str], str | None]
+FileChooser = Callable[[QWidget, str], str | None]  # (parent, start folder or suggested path)
 DEFAULT_SIZE = (1280, 800)
 MINIMUM_SIZE = (1024, 700)
+RECORDING_FILTER = "PortPressure recordings (*.jsonl.gz *.jsonl *.gz *.json);;All files (*)"
 
 
 def _optional_widget(module: str, name: str) -> type[QWidget] | None:
@@ -74,6 +90,24 @@ def _ask_folder(parent: QWidget, start: str) -> str | None:
     return folder or None
 
 
+def _ask_recording(parent: QWidget, start: str) -> str | None:
+    path, _ = QFileDialog.getOpenFileName(parent, "Open recording", start, RECORDING_FILTER)
+    return path or None
+
+
+def _ask_record_file(parent: QWidget, suggested: str) -> str | None:
+    # An existing recording is appended to (a new session in the same file), not replaced;
+    # the Recorder refuses any other existing file: no "replace it?" question here.
+    path, _ = QFileDialog.getSaveFileName(parent, "Record samples to file", suggested, RECORDING_FILTER,
+                                          options=QFileDialog.Option.DontConfirmOverwrite)
+    return path or None
+
+
+def default_recording_name(moment: float | None = None) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(moment))
+    return f"portpressure-{safe_host(socket.gethostname())}-{stamp}.jsonl.gz"
+
+
 def pixmap_png(pixmap: QPixmap) -> bytes:
     data = QByteArray()
     buffer = QBuffer(data)
@@ -87,20 +121,32 @@ def pixmap_png(pixmap: QPixmap) -> bytes:
 class MainWindow(QMainWindow):
     sample_shown = Signal(object)  # Sample, after every view has taken it (tests, replay)
     evidence_saved = Signal(object)  # Path of the bundle folder
+    replay_shown = Signal(int)  # index of the recorded sample now on screen
+    loading_finished = Signal(bool)  # a recording loaded (True) or could not be (False)
 
     def __init__(self, *, make_sampler: Callable[[], SamplerLike] | None = None,
                  interval_s: float = 1.0, settings: QSettings | None = None,
                  choose_folder: FolderChooser = _ask_folder, replay: Iterable[Sample] | None = None,
                  history_capacity: int = DAY_AT_1HZ, start: bool = True,
-                 restore_geometry: bool = True) -> None:
+                 restore_geometry: bool = True, choose_recording: FileChooser = _ask_recording,
+                 choose_record_file: FileChooser = _ask_record_file) -> None:
         super().__init__()
         self.settings = settings if settings is not None else QSettings()
         self.choose_folder = choose_folder
+        self.choose_recording = choose_recording
+        self.choose_record_file = choose_record_file
         self.history = History(history_capacity)
-        self.latest: Sample | None = None
+        self.latest: Sample | None = None  # the sample on screen (live, or the replayed moment)
+        self.live_latest: Sample | None = None
         self.facts: SourceFacts | None = None
         self.interval_s = interval_s
+        self._make_sampler = make_sampler
         self._dialogs: list[ProcessDialog] = []
+        self.recording: Recording | None = None  # being replayed
+        self.replay_index = 0
+        self._loader: RecordingLoader | None = None
+        self.recorder: Recorder | None = None
+        self.message_box: QMessageBox | None = None
         self.setWindowTitle(f"PortPressure {__version__}")
         icon = icon_path()
         if icon.is_file():
@@ -114,23 +160,30 @@ class MainWindow(QMainWindow):
         self._restore_settings(restore_geometry)
 
         self.sampling: SamplingThread | None = None
-        if replay is not None:
+        if self.probe_panel is not None and hasattr(self.probe_panel, "exhaustion_detected"):
+            self.probe_panel.exhaustion_detected.connect(self.note_probe_failure)
+        if replay is not None:  # samples handed over in memory (tests): fed as if live
             self.source_label.setText("Replaying a recording")
             for sample in replay:
                 self.ingest(sample)
         else:
-            worker = SamplingWorker(make_sampler, interval_s) if make_sampler else SamplingWorker(
-                interval_s=interval_s)
-            # Queued, explicitly: these run in this (the GUI) thread whatever wraps them.
-            queued = Qt.ConnectionType.QueuedConnection
-            worker.sample_ready.connect(self.ingest, queued)
-            worker.facts_ready.connect(self.show_facts, queued)
-            worker.error.connect(self.show_error, queued)
-            self.sampling = SamplingThread(worker, self)
-            if self.probe_panel is not None and hasattr(self.probe_panel, "exhaustion_detected"):
-                self.probe_panel.exhaustion_detected.connect(self.note_probe_failure)
+            self.sampling = self._new_sampling()
             if start:
                 self.sampling.start()
+        self._update_mode_actions()
+
+    def _new_sampling(self) -> SamplingThread:
+        make_sampler = self._make_sampler
+        worker = (SamplingWorker(make_sampler, self.interval_s) if make_sampler
+                  else SamplingWorker(interval_s=self.interval_s))
+        # Queued, explicitly: these run in this (the GUI) thread whatever wraps them.
+        queued = Qt.ConnectionType.QueuedConnection
+        worker.sample_ready.connect(self.ingest, queued)
+        worker.facts_ready.connect(self.show_facts, queued)
+        worker.error.connect(self._sampling_error, queued)
+        worker.recorded.connect(self._recorded, queued)
+        worker.recording_failed.connect(self._recording_failed, queued)
+        return SamplingThread(worker, self)
 
     # -- construction -------------------------------------------------------------------
     def _build_views(self, history_capacity: int) -> None:
@@ -205,6 +258,13 @@ class MainWindow(QMainWindow):
         layout.setContentsMargins(6, 6, 6, 0)
         layout.setSpacing(6)
         layout.addWidget(self.banner)
+        self.replay_bar = ReplayBar()
+        self.replay_bar.hide()
+        self.replay_bar.slider.valueChanged.connect(self.show_replay_index)
+        self.replay_bar.back_to_live.connect(self.back_to_live)
+        self.replay_bar.peak_requested.connect(self.show_peak)
+        self.plot.cursor_moved.connect(self.replay_bar.slider.setValue)
+        layout.addWidget(self.replay_bar)
         layout.addWidget(self.main_splitter, 1)
         self.setCentralWidget(central)
 
@@ -275,6 +335,30 @@ class MainWindow(QMainWindow):
         self.about_action = self._action("&About PortPressure", self.show_about, None, "Version and purpose")
         self.filter_action = self._action("Filter processes", self._focus_filter,
                                           QKeySequence.StandardKey.Find)
+        self.open_action = self._action(
+            "&Open recording…", self.open_recording_dialog, QKeySequence.StandardKey.Open,
+            "Replay a recording made with Record or `portpressure watch --record`")
+        self.live_action = self._action("Back to &live", self.back_to_live, "Ctrl+L",
+                                        "Leave the replay and sample this machine again")
+        self.record_action = QAction("&Record to file…", self)
+        self.record_action.setCheckable(True)
+        self.record_action.setShortcut(QKeySequence("Ctrl+R"))
+        self.record_action.setToolTip("Append every sample to a file, e.g. overnight, to replay later "
+                                      "(Ctrl+R; again to stop)")
+        self.record_action.setStatusTip("Append every sample to a file, to replay later")
+        self.record_action.toggled.connect(self._record_toggled)
+        self.addAction(self.record_action)
+        # Left/Right step the replay one sample wherever the focus is in the bar or the plot.
+        self.previous_action = QAction("Previous sample", self)
+        self.previous_action.setShortcut(QKeySequence(Qt.Key.Key_Left))
+        self.previous_action.triggered.connect(lambda: self.step_replay(-1))
+        self.next_action = QAction("Next sample", self)
+        self.next_action.setShortcut(QKeySequence(Qt.Key.Key_Right))
+        self.next_action.triggered.connect(lambda: self.step_replay(1))
+        for action in (self.previous_action, self.next_action):
+            action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            self.replay_bar.addAction(action)
+            self.plot.addAction(action)
 
         menu = self.menuBar()
         file_menu = menu.addMenu("&File")
@@ -282,10 +366,15 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.save_as_action)
         file_menu.addAction(self.copy_action)
         file_menu.addSeparator()
+        file_menu.addAction(self.record_action)
+        file_menu.addAction(self.open_action)
+        file_menu.addAction(self.live_action)
+        file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         view_menu = menu.addMenu("&View")
         for action in self.plot.window_actions.actions():
             view_menu.addAction(action)
+        view_menu.addAction(self.plot.whole_action)
         view_menu.addSeparator()
         view_menu.addAction(self.plot.pause_action)
         view_menu.addAction(self.filter_action)
@@ -299,6 +388,10 @@ class MainWindow(QMainWindow):
         toolbar.addAction(self.save_action)
         toolbar.addAction(self.copy_action)
         toolbar.addSeparator()
+        toolbar.addAction(self.record_action)
+        toolbar.addAction(self.open_action)
+        toolbar.addAction(self.live_action)
+        toolbar.addSeparator()
         toolbar.addAction(self.plot.pause_action)
 
     def _build_status_bar(self) -> None:
@@ -311,8 +404,20 @@ class MainWindow(QMainWindow):
         self.interval_label.setText(f"Sampling every {self.interval_s:g} s")
         self.privilege_label = QLabel()
         self.source_label = QLabel("Opening the socket table reader…")
-        for label in (self.interval_label, self.privilege_label, self.source_label):
-            bar.addPermanentWidget(label)
+        self.record_label = QLabel()
+        self.record_label.setStyleSheet("color: #b71c1c;")
+        self.record_label.hide()
+        self.loading_bar = QProgressBar()
+        self.loading_bar.setRange(0, 0)  # busy: the loader cannot tell how far it got
+        self.loading_bar.setMaximumWidth(120)
+        self.loading_bar.hide()
+        self.mode_label = QLabel()
+        self.mode_label.setStyleSheet("color: #1a237e; font-weight: bold;")
+        self.mode_label.hide()
+        for widget in (self.loading_bar, self.record_label, self.interval_label, self.privilege_label,
+                       self.source_label):
+            bar.addPermanentWidget(widget)
+        bar.addWidget(self.mode_label)
         bar.addWidget(self.error_label, 1)
 
     # -- settings -----------------------------------------------------------------------
@@ -343,12 +448,21 @@ class MainWindow(QMainWindow):
     # -- samples ------------------------------------------------------------------------
     @Slot(object)
     def ingest(self, sample: Sample) -> None:
+        if self.recording is not None:
+            return  # a live sample still queued when the replay began: live is stopped
         self.history.append(sample)
-        self.latest = sample
+        self.live_latest = sample
         if self.error_label.text():
             self.error_label.clear()
-        self.banner.show_sample(sample)
         self.plot.append(sample)
+        self._show_sample(sample)
+        self.sample_shown.emit(sample)
+
+    def _show_sample(self, sample: Sample) -> None:
+        """Banner, tables, captions and the cost read-out: one path for a live sample and
+        for the replayed moment."""
+        self.latest = sample
+        self.banner.show_sample(sample)
         self.process_model.update(sample.processes)
         self.remote_model.update(sample.remotes)
         self._update_captions()
@@ -356,11 +470,15 @@ class MainWindow(QMainWindow):
         sockets = sample.extra.get("sockets")
         counted = (f", {sockets:,} socket{'' if sockets == 1 else 's'}" if isinstance(sockets, int)
                    else "")
-        self.interval_label.setText(f"Every {self.interval_s:g} s · last sample {sample.sample_ms:.1f} ms"
-                                    f"{counted}")
-        self.interval_label.setToolTip("Sampling interval and the cost of the last sample"
-                                       + (f", read with {source}" if source else ""))
-        self.sample_shown.emit(sample)
+        if self.recording is None:
+            self.interval_label.setText(f"Every {self.interval_s:g} s · last sample "
+                                        f"{sample.sample_ms:.1f} ms{counted}")
+            self.interval_label.setToolTip("Sampling interval and the cost of the last sample"
+                                           + (f", read with {source}" if source else ""))
+        else:
+            self.interval_label.setText(f"Recorded sample took {sample.sample_ms:.1f} ms{counted}")
+            self.interval_label.setToolTip("What the recorded sample cost to take"
+                                           + (f", read with {source}" if source else ""))
 
     def _update_captions(self) -> None:
         sample = self.latest
@@ -417,6 +535,293 @@ class MainWindow(QMainWindow):
         self.error_label.setToolTip(text)
         log.warning("%s", text)
 
+    @Slot(str)
+    def _sampling_error(self, text: str) -> None:
+        if self.recording is None:  # not a stopped worker's last words over a replay
+            self.show_error(text)
+
+    def _tell(self, title: str, text: str) -> None:
+        """A one-line problem in the status bar and in a message box that does not block
+        (a modal one would stall --screenshot runs and tests)."""
+        self.show_error(text)
+        if self.message_box is not None:
+            self.message_box.close()
+        box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        box.destroyed.connect(lambda _obj=None: setattr(self, "message_box", None))
+        self.message_box = box
+        box.open()
+
+    # -- replay -------------------------------------------------------------------------
+    def open_recording_dialog(self) -> bool:
+        start = (str(self.settings.value("replay/folder", "") or "") or self.evidence_folder()
+                 or str(Path.home()))
+        path = self.choose_recording(self, start)
+        if not path:
+            self.statusBar().showMessage("Open recording: cancelled", 5000)
+            return False
+        self.settings.setValue("replay/folder", str(Path(path).parent))
+        self.settings.sync()
+        return self.open_recording(path)
+
+    def open_recording(self, path: str | os.PathLike[str]) -> bool:
+        """Start loading `path` in the background (False: refused at once, and said why).
+        The window stays as it is, live or replaying, until the recording has loaded."""
+        if self._loader is not None:
+            self.statusBar().showMessage(f"Still loading {self._loader.path.name}…", 5000)
+            return False
+        path = Path(path)
+        try:
+            check_recording(path)
+        except RecordingError as exc:
+            self._open_failed(str(exc))
+            return False
+        try:
+            size = f" ({path.stat().st_size / 1e6:.1f} MB)"
+        except OSError:
+            size = ""
+        loader = RecordingLoader(path, self)
+        loader.loaded.connect(self._recording_loaded)
+        loader.failed.connect(self._open_failed)
+        loader.finished.connect(self._loader_finished)
+        self._loader = loader
+        self.open_action.setEnabled(False)
+        self.loading_bar.show()
+        self.mode_label.setText(f"Loading {path.name}{size}…")
+        self.mode_label.show()
+        loader.start()
+        return True
+
+    @Slot()
+    def _loader_finished(self) -> None:
+        loader, self._loader = self._loader, None
+        if loader is not None:
+            loader.deleteLater()
+        self.loading_bar.hide()
+        self.open_action.setEnabled(True)
+        if self.recording is None:
+            self.mode_label.hide()
+
+    @Slot(str)
+    def _open_failed(self, reason: str) -> None:
+        self._tell("Open recording", f"Could not open the recording: {reason}")
+        if self.recording is None:
+            self.mode_label.hide()
+        self.loading_finished.emit(False)
+
+    @Slot(object)
+    def _recording_loaded(self, recording: Recording) -> None:
+        self.stop_sampling()
+        if self.recorder is not None:
+            self.stop_recording("replay started; live sampling is stopped")
+        self.recording = recording
+        self.error_label.clear()
+        self.plot.set_replaying(True)
+        self.plot.load(recording.snapshot())
+        self.plot.set_whole(True)
+        self.replay_bar.show_recording(recording)
+        self.replay_bar.show()
+        text = describe(recording)
+        self.setWindowTitle(f"PortPressure {__version__} — {text}")
+        warned = f" · {len(recording.warnings)} warning(s), hover the bar" if recording.warnings else ""
+        self.mode_label.setText(text + warned)
+        self.mode_label.setToolTip("\n".join((str(recording.path),) + recording.warnings))
+        self.mode_label.show()
+        self._show_recording_facts(recording)
+        self._update_mode_actions()
+        peak = peak_index(recording)
+        self.show_replay_index(peak)
+        self.replay_bar.slider.blockSignals(True)
+        self.replay_bar.slider.setValue(peak)
+        self.replay_bar.slider.blockSignals(False)
+        self.replay_bar.slider.setFocus()
+        log.info("%s, loaded in %.2f s", text, recording.load_seconds)
+        self.loading_finished.emit(True)
+
+    def _show_recording_facts(self, recording: Recording) -> None:
+        header = recording.header or {}
+        host = header.get("host") or "an unknown host"
+        self.privilege_label.setText(f"Recorded on {host}")
+        self.privilege_label.setToolTip(f"{header.get('os', '')}\nPortPressure {header.get('version', '?')}, "
+                                        f"read with {header.get('source') or 'an unknown reader'}")
+        config = recording.port_config
+        if config is None:
+            self.source_label.setText("Port settings not recorded")
+            self.source_label.setToolTip("This recording's header does not carry the port range")
+            return
+        lo, hi = config.dynamic_range
+        reuse = "" if config.tw_reuse is None else f" · tcp_tw_reuse {config.tw_reuse}"
+        self.source_label.setText(f"{config.os_name} · ports {lo}-{hi} ({config.capacity:,}) · "
+                                  f"TIME_WAIT {config.time_wait_seconds:g} s{reuse} (recorded)")
+        self.source_label.setToolTip("The port settings when the recording started"
+                                     + ("\n" + "\n".join(config.notes) if config.notes else ""))
+
+    @Slot(int)
+    def show_replay_index(self, index: int) -> None:
+        """Show recorded sample `index`: tables, banner, captions, cursor and read-out."""
+        recording = self.recording
+        if recording is None or not 0 <= index < len(recording):
+            return
+        try:
+            sample = recording.samples[index]
+        except RecordingError as exc:  # a hand-edited line: the rest of the recording still replays
+            self.show_error(str(exc))
+            return
+        self.replay_index = index
+        self._show_sample(sample)
+        self.plot.set_replay_cursor(index)
+        self.replay_bar.show_moment(index, sample)
+        self.replay_shown.emit(index)
+
+    def step_replay(self, step: int) -> None:
+        if self.recording is not None:
+            slider = self.replay_bar.slider
+            slider.setValue(min(max(slider.value() + step, 0), slider.maximum()))
+
+    def show_peak(self) -> None:
+        if self.recording is not None:
+            index = peak_index(self.recording)
+            self.replay_bar.slider.setValue(index)
+            self.statusBar().showMessage(
+                f"Highest port pressure: {self.recording.snapshot().series('pressure')[index]:.0%} at "
+                f"{when(float(self.recording.times[index]))}", 10000)
+
+    def back_to_live(self) -> None:
+        """Leave the replay (if any) and sample this machine again."""
+        if self.recording is not None:
+            self.recording = None
+            self.replay_bar.hide()
+            self.mode_label.hide()
+            self.plot.set_replaying(False)
+            self.plot.load(self.history.snapshot())
+            self.setWindowTitle(f"PortPressure {__version__}")
+            self.latest = self.live_latest
+            if self.live_latest is not None:
+                self._show_sample(self.live_latest)
+            else:
+                self.banner.show_waiting()
+                self.process_model.update(())
+                self.remote_model.update(())
+                self.process_caption.setText("Waiting for the first sample…")
+                self.remote_caption.setText("Waiting for the first sample…")
+            self.interval_label.setText(f"Sampling every {self.interval_s:g} s")
+            if self.facts is not None:
+                self.show_facts(self.facts)
+            else:
+                self.privilege_label.setText("")
+                self.source_label.setText("Opening the socket table reader…")
+        self.start_sampling()
+        self._update_mode_actions()
+        self.statusBar().showMessage("Live: sampling this machine again", 5000)
+
+    def start_sampling(self) -> None:
+        if self.sampling is not None and self.sampling.thread.isRunning():
+            return
+        if self.sampling is None or self.sampling.thread.isFinished():
+            old, self.sampling = self.sampling, self._new_sampling()
+            if old is not None:
+                old.setParent(None)
+                old.deleteLater()
+        self.sampling.start()
+
+    def _update_mode_actions(self) -> None:
+        replaying = self.recording is not None
+        live = self.sampling is not None and self.sampling.thread.isRunning()
+        self.live_action.setEnabled(replaying or not live)
+        self.record_action.setEnabled(not replaying)
+        self.previous_action.setEnabled(replaying)
+        self.next_action.setEnabled(replaying)
+
+    # -- recording ------------------------------------------------------------------------
+    def default_recording_path(self) -> Path:
+        folder = str(self.settings.value("record/folder", "") or "") or self.evidence_folder()
+        if not folder or not os.path.isdir(folder):
+            folder = str(Path.home())
+        return Path(folder) / default_recording_name()
+
+    def _set_record_checked(self, checked: bool) -> None:
+        self.record_action.blockSignals(True)
+        self.record_action.setChecked(checked)
+        self.record_action.blockSignals(False)
+
+    @Slot(bool)
+    def _record_toggled(self, checked: bool) -> None:
+        if checked:
+            self.start_recording()
+        else:
+            self.stop_recording()
+
+    def start_recording(self, path: str | os.PathLike[str] | None = None) -> bool:
+        """Ask for the file (unless given), open the Recorder, hand it to the sampling
+        worker. Any problem: one line in the status bar, and the toggle is off."""
+        if self.recorder is not None:
+            return True
+        if self.recording is not None:
+            self._set_record_checked(False)
+            self.show_error("Recording needs live samples: go back to live first (File > Back to live)")
+            return False
+        if path is None:
+            path = self.choose_record_file(self, str(self.default_recording_path()))
+            if not path:
+                self._set_record_checked(False)
+                self.statusBar().showMessage("Record: cancelled", 5000)
+                return False
+        facts = self.facts
+        try:
+            recorder = Recorder(path, port_config=facts.port_config if facts else None,
+                                source=facts.source_name if facts else "")
+        except (RecordingError, OSError) as exc:
+            self._set_record_checked(False)
+            self.show_error(f"Could not record: {exc}")
+            return False
+        self.settings.setValue("record/folder", str(recorder.path.parent))
+        self.settings.sync()
+        self.recorder = recorder
+        if self.sampling is not None:
+            self.sampling.worker.set_recorder(recorder)
+        self._set_record_checked(True)
+        self.error_label.clear()
+        self._show_recorded(recorder, 0)
+        self.record_label.show()
+        log.info("recording to %s", recorder.path)
+        return True
+
+    def stop_recording(self, why: str = "") -> None:
+        recorder, self.recorder = self.recorder, None
+        if self.sampling is not None:
+            self.sampling.worker.set_recorder(None)
+        self._set_record_checked(False)
+        self.record_label.hide()
+        if recorder is None:
+            return
+        recorder.close()  # writes what is queued (a sample at most) and finishes the file
+        if recorder.error:
+            self.show_error(f"Recording stopped: {recorder.error}")
+            return
+        self.statusBar().showMessage(
+            f"Recording stopped{': ' + why if why else ''}: {recorder.samples_written:,} samples in "
+            f"{recorder.path}", 15000)
+
+    def _show_recorded(self, recorder: Recorder, written: int) -> None:
+        self.record_label.setText(f"● Recording to {recorder.path.name} ({written:,} "
+                                  f"sample{'' if written == 1 else 's'})")
+        self.record_label.setToolTip(f"Every sample is appended to {recorder.path} "
+                                     "(File > Record to file again to stop)")
+
+    @Slot(object, int)
+    def _recorded(self, recorder: Recorder, written: int) -> None:
+        if recorder is self.recorder:
+            self._show_recorded(recorder, written)
+
+    @Slot(object, str)
+    def _recording_failed(self, recorder: Recorder, error: str) -> None:
+        if recorder is not self.recorder:
+            return
+        self.recorder = None  # the worker has closed it
+        self._set_record_checked(False)
+        self.record_label.hide()
+        self.show_error(f"Recording stopped: {error}")
+
     def note_probe_failure(self, failure: ProbeFailure) -> None:
         if self.sampling is not None:
             self.sampling.worker.note_probe_failure(failure)
@@ -444,6 +849,8 @@ class MainWindow(QMainWindow):
 
     def evidence(self) -> Evidence:
         """Everything the window shows, frozen now (raises NothingToSave before a sample)."""
+        if self.recording is not None:
+            return self._replay_evidence(self.recording)
         facts = self.facts
         notes = [self.banner.reboot_label.text()] if self.banner.reboot_label.text() else []
         if facts is not None:
@@ -462,6 +869,31 @@ class MainWindow(QMainWindow):
             event_log=self._event_log(),
             notes=notes,
         )
+
+    def _replay_evidence(self, recording: Recording) -> Evidence:
+        """The replayed moment, said to be one: its sample, the recorded series up to it,
+        the recorded host, OS, reader and port settings. The outbound tests, event log and
+        settings panels show this machine now, not the recorded moment: left out."""
+        index = self.replay_index
+        snapshot = recording.snapshot()
+        upto = HistorySnapshot(snapshot.times[:index + 1], snapshot.values[:index + 1])
+        header = recording.header or {}
+        sample = self.latest
+        notes = [
+            f"Replayed from the recording {recording.path} ({when(recording.start)} to "
+            f"{when(recording.end)}, {len(recording):,} samples): this report shows the moment "
+            f"{sample.time_iso if sample else '?'} (sample {index + 1:,} of {len(recording):,}) and the "
+            f"series up to it. Made on {socket.gethostname()}.",
+            "Outbound test results, the event log and the OS settings are not part of a recording and "
+            "are left out.",
+        ] + list(recording.warnings)
+        evidence = build_evidence(
+            sample=sample, history=upto, window_png=pixmap_png(self.screenshot()),
+            plot_png=pixmap_png(self.plot.grab()), port_config=recording.port_config,
+            source=str(header.get("source") or ""), privileged=None, notes=notes)
+        recorded_on = {key: str(header[key]) for key in ("host", "os") if header.get(key)}
+        return dataclasses.replace(evidence, host=recorded_on.get("host", evidence.host),
+                                   os_name=recorded_on.get("os", evidence.os_name))
 
     def _event_log(self) -> dict[str, Any] | None:
         """The outbound test panel's Windows event-log summary (Tcpip 4227/4231), if read."""
@@ -532,12 +964,17 @@ class MainWindow(QMainWindow):
     def stop_sampling(self) -> None:
         if self.sampling is not None:
             self.sampling.stop()
+        if hasattr(self, "live_action"):
+            self._update_mode_actions()
 
     def closeEvent(self, event: QCloseEvent) -> None:
         try:
             self.save_settings()
         finally:
             self.stop_sampling()
+            self.stop_recording("the window closed")  # after sampling: the last sample is in
+            if self._loader is not None:
+                self._loader.wait()  # a QThread must not be destroyed while it runs
             if self.probe_panel is not None and hasattr(self.probe_panel, "shutdown"):
                 self.probe_panel.shutdown()  # an outbound test in progress is cancelled
             for dialog in list(self._dialogs):

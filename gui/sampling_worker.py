@@ -5,6 +5,10 @@ take a full /proc scan) and emits immutable Samples through queued signals. A fa
 read is reported as text and the next tick simply tries again. The GUI thread never
 touches the kernel. On Linux the sampler itself runs in a child process
 (gui/sampler_process.py) and this thread only waits for its replies.
+
+When the window records (File > Record), the Recorder is handed to the worker and each
+sample is appended here, after it has been sent to the window: the disk is never
+waited on in the GUI thread, and Recorder.append waits at most its wait_s.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Protocol
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
 from core.model import PortConfig, ProbeFailure, Sample
+from core.recording import Recorder
 from core.sources.base import SourceError
 
 log = logging.getLogger(__name__)
@@ -62,6 +67,8 @@ class SamplingWorker(QObject):
     sample_ready = Signal(object)  # Sample
     facts_ready = Signal(object)  # SourceFacts
     error = Signal(str)
+    recorded = Signal(object, int)  # (Recorder, samples written so far)
+    recording_failed = Signal(object, str)  # (Recorder, its one-line error); it is closed
 
     def __init__(self, make_sampler: Callable[[], SamplerLike] = _default_sampler,
                  interval_s: float = 1.0) -> None:
@@ -72,6 +79,7 @@ class SamplingWorker(QObject):
         self._timer: QTimer | None = None
         self._lock = threading.Lock()
         self._pending_failures: list[ProbeFailure] = []
+        self._recorder: Recorder | None = None
 
     @property
     def sampler(self) -> SamplerLike | None:
@@ -110,6 +118,32 @@ class SamplingWorker(QObject):
                 return
         sampler.note_probe_failure(failure)
 
+    def set_recorder(self, recorder: Recorder | None) -> None:
+        """Thread-safe: every sample from the next one on is appended to `recorder`
+        (None: stop appending; the caller closes the recorder it gave)."""
+        with self._lock:
+            self._recorder = recorder
+
+    def _record(self, sample: Sample) -> None:
+        with self._lock:
+            recorder = self._recorder
+        if recorder is None:
+            return
+        try:
+            recorder.append(sample)  # returns once on disk, or after recorder.wait_s at most
+            error = recorder.error
+        except Exception as exc:  # append never raises by contract; if it did, stop recording
+            log.exception("recording a sample")
+            error = f"recording to {recorder.path} failed: {type(exc).__name__}: {exc}"
+        if error is None:
+            self.recorded.emit(recorder, recorder.samples_written)
+            return
+        with self._lock:
+            if self._recorder is recorder:
+                self._recorder = None
+        recorder.close()
+        self.recording_failed.emit(recorder, error)
+
     def _open(self) -> SamplerLike:
         sampler = self._make_sampler()
         with self._lock:
@@ -132,6 +166,7 @@ class SamplingWorker(QObject):
             self.error.emit(f"Sampling failed, retrying every {self.interval_s:g} s: {exc}")
             return
         self.sample_ready.emit(sample)
+        self._record(sample)
 
 
 class SamplingThread(QObject):

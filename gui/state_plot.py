@@ -23,6 +23,7 @@ from core.model import Sample
 from gui.style import CAPACITY_COLOUR, CURVE_GROUPS, PORTS_HELD_COLOUR, CurveGroup
 
 WINDOWS: tuple[tuple[str, int], ...] = (("1 min", 60), ("5 min", 300), ("1 h", 3600), ("24 h", 86400))
+REPLAY_CURSOR_COLOUR = "#1a237e"
 DEFAULT_WINDOW_S = 300
 PORTS_HELD_LABEL = "ports held (busiest pool)"
 # The limit line joins the y auto-range only once usage is a visible share of it, so
@@ -61,6 +62,14 @@ class PlotBuffer:
 
     def clear(self) -> None:
         self._start = self._end = 0
+
+    def fill(self, times: np.ndarray, values: np.ndarray) -> None:
+        """Replace the contents with `times` and `values` (columns x rows) in one copy;
+        at most the newest `capacity` rows are kept."""
+        keep = min(len(times), self.capacity)
+        self._times[:keep] = times[len(times) - keep:]
+        self._values[:, :keep] = values[:, len(times) - keep:]
+        self._start, self._end = 0, keep
 
     @property
     def times(self) -> np.ndarray:
@@ -139,15 +148,23 @@ class TextStrip(QWidget):
 class StatePlot(QWidget):
     window_changed = Signal(int)
     paused_changed = Signal(bool)
+    cursor_moved = Signal(int)  # replay: the user dragged or clicked the time cursor to this row
 
     def __init__(self, capacity: int = 86_400, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.groups = CURVE_GROUPS
+        self.capacity = capacity
         # columns: one per group, then ports held, then capacity
         self.buffer = PlotBuffer(len(self.groups) + 2, capacity)
         self.window_s = DEFAULT_WINDOW_S
         self.paused = False
         self._last_capacity = 0
+        # Replay: the buffer holds a recording, the view follows the time cursor (the row
+        # shown in the tables) instead of the newest sample.
+        self.replaying = False
+        self.show_whole = False
+        self.cursor_index: int | None = None
+        self._moving_cursor = False
 
         pg.setConfigOptions(antialias=True, background="w", foreground="#37474f")
         self.plot_widget = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
@@ -196,6 +213,17 @@ class StatePlot(QWidget):
         self.plot_item.addItem(self.cursor_line, ignoreBounds=True)
         self._mouse_proxy = pg.SignalProxy(self.plot_widget.scene().sigMouseMoved, rateLimit=30,
                                            slot=self._on_mouse_moved)
+        self.replay_line = pg.InfiniteLine(
+            angle=90, movable=True, pen=pg.mkPen(REPLAY_CURSOR_COLOUR, width=2),
+            hoverPen=pg.mkPen(REPLAY_CURSOR_COLOUR, width=4))
+        self.replay_line.setCursor(Qt.CursorShape.SizeHorCursor)
+        self.replay_line.setToolTip("The moment shown in the tables and the banner: drag it, or click "
+                                    "the plot (Left/Right step one sample)")
+        self.replay_line.setVisible(False)
+        self.replay_line.setZValue(20)
+        self.replay_line.sigPositionChanged.connect(self._replay_line_moved)
+        self.plot_item.addItem(self.replay_line, ignoreBounds=True)
+        self.plot_widget.scene().sigMouseClicked.connect(self._on_mouse_clicked)
 
         self.readout = TextStrip(lines=2, rich=True)
         self.readout.setText("Waiting for the first sample…")
@@ -214,6 +242,16 @@ class StatePlot(QWidget):
             action.triggered.connect(lambda _checked=False, s=seconds: self.set_window(s))
             self.window_actions.addAction(action)
             controls.addWidget(self._tool_button(action))
+        # The window may also show no fixed length: the whole recording being replayed.
+        self.window_actions.setExclusionPolicy(QActionGroup.ExclusionPolicy.ExclusiveOptional)
+        self.whole_action = QAction("Whole recording", self, checkable=True)
+        self.whole_action.setShortcut(QKeySequence("Ctrl+0"))
+        self.whole_action.setToolTip("Show the whole recording being replayed (Ctrl+0)")
+        self.whole_action.triggered.connect(lambda _checked=False: self.set_whole(True))
+        self.whole_action.setVisible(False)
+        self.whole_button = self._tool_button(self.whole_action)
+        self.whole_button.setVisible(False)
+        controls.addWidget(self.whole_button)
         self.pause_action = QAction("Pause", self, checkable=True)
         self.pause_action.setShortcut(QKeySequence("Space"))
         self.pause_action.setToolTip("Freeze the plot to look closer (sampling and recording go on) (Space)")
@@ -254,16 +292,17 @@ class StatePlot(QWidget):
             self.redraw()
 
     def load(self, snapshot: HistorySnapshot) -> None:
-        """Fill from a history (a replay, or a window opened on a running recorder)."""
-        self.buffer.clear()
+        """Replace what is plotted with a history (a replay, or the live history when
+        coming back from one). The buffer grows to hold a recording longer than a day."""
         index = {name: i for i, name in enumerate(SERIES_NAMES)}
-        columns = [sum(snapshot.values[:, index[s]].astype(np.float64) for s in g.states)
-                   for g in self.groups]
-        columns += [snapshot.values[:, index["in_use"]], snapshot.values[:, index["capacity"]]]
-        for row, t in enumerate(snapshot.times.tolist()):
-            self.buffer.append(t, [float(c[row]) for c in columns])
-        if len(snapshot):
-            self._last_capacity = int(columns[-1][-1])
+        values = snapshot.values.astype(np.float64)
+        columns = [values[:, [index[s] for s in g.states]].sum(axis=1) for g in self.groups]
+        columns += [values[:, index["in_use"]], values[:, index["capacity"]]]
+        self.buffer = PlotBuffer(len(self.groups) + 2, max(self.capacity, len(snapshot)))
+        self.buffer.fill(snapshot.times, np.vstack(columns) if columns else np.zeros((0, 0)))
+        self._last_capacity = int(columns[-1][-1]) if len(snapshot) else 0
+        if self.cursor_index is not None and self.cursor_index >= len(self.buffer):
+            self.cursor_index = None
         self.redraw()
 
     def _curve_shown(self, curve: pg.PlotDataItem, column: int) -> None:
@@ -280,7 +319,9 @@ class StatePlot(QWidget):
         if len(times):
             self._follow(float(times[-1]))
             if not self.cursor_line.isVisible():
-                self._show_readout(len(times) - 1, now=True)
+                self._show_resting_readout()
+        elif self.replaying:
+            self._follow(time.time())
 
     def _update_limit_line(self) -> None:
         capacity = self._last_capacity
@@ -292,24 +333,44 @@ class StatePlot(QWidget):
         if self.limit_line.value() != capacity:
             self.limit_line.setValue(capacity)
         held = self.buffer.column(len(self.groups))
+        if self.replaying:  # judged over the whole recording: the view does not jump while scrubbing
+            self.limit_in_view = bool(len(held)) and float(held.max()) >= SHOW_LIMIT_SHARE * capacity
+            return
         self.limit_in_view = bool(len(held)) and float(held[-1]) >= SHOW_LIMIT_SHARE * capacity
 
+    def _x_range(self, newest: float) -> tuple[float, float]:
+        """Live: the last `window_s` seconds (a small margin on the right so the newest
+        point is not under the frame). Replay: the whole recording, or a window around
+        the cursor that stays put while the cursor moves inside it."""
+        times = self.buffer.times
+        if not self.replaying or not len(times):
+            return newest - self.window_s, newest + self.window_s * 0.01
+        first, last = float(times[0]), float(times[-1])
+        span = max(last - first, 1.0)
+        if self.show_whole or self.window_s >= span:
+            return first - span * 0.01, last + span * 0.01
+        cursor = float(times[self.cursor_index]) if self.cursor_index is not None else last
+        (left, right), _ = self.view_box.viewRange()
+        if abs((right - left) - self.window_s) < 1e-6 * self.window_s and left <= cursor <= right:
+            return left, right
+        start = min(max(cursor - self.window_s / 2, first), last - self.window_s)
+        return start, start + self.window_s
+
     def _follow(self, newest: float) -> None:
-        """Show the last `window_s` seconds (a small margin on the right so the newest
-        point is not under the frame), y from 0 to the highest visible value."""
-        start = newest - self.window_s
+        """Set the x range (see _x_range), y from 0 to the highest visible value."""
+        start, end = self._x_range(newest)
         times = self.buffer.times
         first = int(np.searchsorted(times, start)) if len(times) else 0
+        stop = int(np.searchsorted(times, end, side="right")) if len(times) else 0
         top = 0.0
         visible = [(c, i) for i, c in enumerate(self.curves)] + [(self.ports_curve, len(self.groups))]
         for curve, column in visible:
-            if curve.isVisible() and first < len(times):
-                top = max(top, float(self.buffer.column(column)[first:].max()))
+            if curve.isVisible() and first < stop:
+                top = max(top, float(self.buffer.column(column)[first:stop].max()))
         if self.limit_in_view:
             top = max(top, float(self._last_capacity))
         top = max(top * 1.08, 5.0)  # head-room for the capacity label; never a zero range
-        self.view_box.setRange(xRange=(start, newest + self.window_s * 0.01), yRange=(0.0, top),
-                               padding=0)
+        self.view_box.setRange(xRange=(start, end), yRange=(0.0, top), padding=0)
         # pyqtgraph defers the new transform to the paint, where applying it asks for a
         # second paint; applying it now makes one paint per sample.
         self.view_box.updateMatrix()
@@ -320,9 +381,75 @@ class StatePlot(QWidget):
         for action in self.window_actions.actions():
             if action.data() == self.window_s and not action.isChecked():
                 action.setChecked(True)
+        self.show_whole = False
+        self.whole_action.setChecked(False)
+        self._refollow()
+        self.window_changed.emit(self.window_s)
+
+    def set_whole(self, whole: bool) -> None:
+        """Replay: show the whole recording (True) or the chosen window around the cursor."""
+        self.show_whole = whole
+        self.whole_action.setChecked(whole)
+        for action in self.window_actions.actions():
+            action.setChecked(not whole and action.data() == self.window_s)
+        self._refollow()
+
+    def _refollow(self) -> None:
         times = self.buffer.times
         self._follow(float(times[-1]) if len(times) else time.time())
-        self.window_changed.emit(self.window_s)
+
+    # -- replay ---------------------------------------------------------------------------
+    def set_replaying(self, replaying: bool) -> None:
+        """Replay shows a fixed recording: the draggable time cursor and the "Whole
+        recording" choice appear; live, they go away and the view follows the newest sample."""
+        self.replaying = replaying
+        self.whole_action.setVisible(replaying)
+        self.whole_button.setVisible(replaying)
+        self.replay_line.setVisible(False)
+        self.cursor_index = None
+        if replaying:
+            self.set_paused(False)
+        self.pause_action.setEnabled(not replaying)
+        if not replaying and self.show_whole:
+            self.set_window(self.window_s)
+
+    def set_replay_cursor(self, index: int) -> None:
+        """Put the time cursor on buffer row `index` (the sample the tables show)."""
+        times = self.buffer.times
+        if not self.replaying or not 0 <= index < len(times):
+            return
+        self.cursor_index = index
+        self._moving_cursor = True
+        try:
+            self.replay_line.setValue(float(times[index]))
+        finally:
+            self._moving_cursor = False
+        self.replay_line.setVisible(True)
+        (left, right), _ = self.view_box.viewRange()
+        if not left <= float(times[index]) <= right:
+            self._refollow()
+        if not self.cursor_line.isVisible():
+            self._show_resting_readout()
+
+    def _replay_line_moved(self) -> None:
+        if self._moving_cursor or not self.replaying:
+            return
+        index = self.buffer.nearest(float(self.replay_line.value()))
+        if index is not None:
+            self.cursor_moved.emit(index)
+
+    def _on_mouse_clicked(self, event: object) -> None:
+        """Replay: a click on the plot moves the time cursor there."""
+        if not self.replaying or not len(self.buffer):
+            return
+        if event.button() != Qt.MouseButton.LeftButton:  # type: ignore[attr-defined]
+            return
+        pos = event.scenePos()  # type: ignore[attr-defined]
+        if not self.view_box.sceneBoundingRect().contains(pos):
+            return
+        index = self.buffer.nearest(float(self.view_box.mapSceneToView(pos).x()))
+        if index is not None:
+            self.cursor_moved.emit(index)
 
     def set_paused(self, paused: bool) -> None:
         if paused == self.paused:
@@ -342,7 +469,7 @@ class StatePlot(QWidget):
         if not self.plot_item.sceneBoundingRect().contains(pos) or not len(self.buffer):
             self.cursor_line.setVisible(False)
             if len(self.buffer):
-                self._show_readout(len(self.buffer) - 1, now=True)
+                self._show_resting_readout()
             return
         x = float(self.view_box.mapSceneToView(pos).x())
         self.show_readout_at(x)
@@ -355,9 +482,17 @@ class StatePlot(QWidget):
         self.cursor_line.setVisible(True)
         self._show_readout(index, now=False)
 
+    def _show_resting_readout(self) -> None:
+        """With the mouse away: the newest sample, or the replay cursor's."""
+        if self.replaying and self.cursor_index is not None:
+            self._show_readout(self.cursor_index, now=False)
+        elif len(self.buffer):
+            self._show_readout(len(self.buffer) - 1, now=not self.replaying)
+
     def _show_readout(self, index: int, now: bool) -> None:
         t = float(self.buffer.times[index])
-        when = time.strftime("%H:%M:%S", time.localtime(t))
+        # A replay may span days: the date tells them apart.
+        when = time.strftime("%Y-%m-%d %H:%M:%S" if self.replaying else "%H:%M:%S", time.localtime(t))
         parts = [f"<b>{'now' if now else 'at'} {when}</b>"]
         for i, group in enumerate(self.groups):
             value = self.buffer.column(i)[index]

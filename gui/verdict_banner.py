@@ -103,9 +103,17 @@ class VerdictBanner(QFrame):
         # whenever the verdict changes its wording.
         self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
         self.setFixedHeight(int(self.fontMetrics().lineSpacing() * 7.2) + 8)
+        self.show_waiting()
+
+    def show_waiting(self) -> None:
+        """Before the first sample (also when coming back to live from a replay)."""
         self._apply_level("unknown")
         self.title_label.setText("Reading the socket table…")
+        self.reasons = ()
         self.reasons_label.setText("The first sample names the busiest pool and the process behind it.")
+        self.gauge.setValue(0)
+        self.gauge.setFormat("port pressure: waiting")
+        self.gauge_caption.setText("")
 
     def _apply_level(self, level: str) -> None:
         self.level = level
