@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import re
-import subprocess
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from core.model import Sample
 from core.recording import RECORD_TOP, Recorder, load_recording
 from gui.main_window import MainWindow
 from tests import test_gui_window as window_tests
+from tests.test_recording import tmpfs  # a tmpfs mount: read-only, or a disk that fills up
 
 pytestmark = pytest.mark.gui
 # The window fixtures of the window tests, shared.
@@ -134,21 +133,6 @@ def test_opening_a_replay_stops_recording_and_replays_what_was_shown(qtbot, make
         assert window.banner.title_label.text() == by_time[window.latest.time_iso].verdict.title
     window.back_to_live()
     assert window.record_action.isEnabled() and not window.record_action.isChecked()
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, options: str) -> Iterator[Path]:
-    """A tmpfs at `path` ("ro": a folder even root cannot write; "size=8k": a disk that
-    fills up); skips where mounting is not permitted."""
-    path.mkdir(exist_ok=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 @pytest.mark.parametrize("where, needle", [
