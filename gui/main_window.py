@@ -623,9 +623,14 @@ class MainWindow(QMainWindow):
         self.replay_bar.show()
         text = describe(recording)
         self.setWindowTitle(f"PortPressure {__version__} — {text}")
-        warned = f" · {len(recording.warnings)} warning(s), hover the bar" if recording.warnings else ""
-        self.mode_label.setText(text + warned)
-        self.mode_label.setToolTip("\n".join((str(recording.path),) + recording.warnings))
+        # The status bar is shared with the port settings: the file and the count here, the
+        # period in the title, the bar above the plot and the tooltip.
+        count = len(recording)
+        warned = (f" · {len(recording.warnings)} warning{'' if len(recording.warnings) == 1 else 's'}"
+                  if recording.warnings else "")
+        plural = "" if count == 1 else "s"
+        self.mode_label.setText(f"Replay of {recording.path.name}, {count:,} sample{plural}{warned}")
+        self.mode_label.setToolTip("\n".join((text, str(recording.path)) + recording.warnings))
         self.mode_label.show()
         self._show_recording_facts(recording)
         self._update_mode_actions()
@@ -652,8 +657,8 @@ class MainWindow(QMainWindow):
         lo, hi = config.dynamic_range
         reuse = "" if config.tw_reuse is None else f" · tcp_tw_reuse {config.tw_reuse}"
         self.source_label.setText(f"{config.os_name} · ports {lo}-{hi} ({config.capacity:,}) · "
-                                  f"TIME_WAIT {config.time_wait_seconds:g} s{reuse} (recorded)")
-        self.source_label.setToolTip("The port settings when the recording started"
+                                  f"TIME_WAIT {config.time_wait_seconds:g} s{reuse}")
+        self.source_label.setToolTip("The port settings recorded when the recording started"
                                      + ("\n" + "\n".join(config.notes) if config.notes else ""))
 
     @Slot(int)

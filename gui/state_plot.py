@@ -16,7 +16,15 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QSize, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QPainter, QPaintEvent, QTextDocument
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QGraphicsItem,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from core.history import SERIES_NAMES, HistorySnapshot
 from core.model import Sample
@@ -165,6 +173,7 @@ class StatePlot(QWidget):
         self.show_whole = False
         self.cursor_index: int | None = None
         self._moving_cursor = False
+        self._antialiased = True
 
         pg.setConfigOptions(antialias=True, background="w", foreground="#37474f")
         self.plot_widget = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
@@ -370,10 +379,24 @@ class StatePlot(QWidget):
         if self.limit_in_view:
             top = max(top, float(self._last_capacity))
         top = max(top * 1.08, 5.0)  # head-room for the capacity label; never a zero range
+        self._antialias(stop - first <= max(self.plot_widget.width(), 100))
         self.view_box.setRange(xRange=(start, end), yRange=(0.0, top), padding=0)
         # pyqtgraph defers the new transform to the paint, where applying it asks for a
         # second paint; applying it now makes one paint per sample.
         self.view_box.updateMatrix()
+
+    def _antialias(self, smooth: bool) -> None:
+        """Antialiased curves only while there are fewer samples in view than pixels across:
+        more than that, peak downsampling draws a band of vertical strokes that smoothing
+        does not improve, and it costs ten times as much (a day in view: 0.61 s a paint
+        antialiased, 0.06 s not; an hour: 0.14 s and 0.03 s)."""
+        if smooth == self._antialiased:
+            return
+        self._antialiased = smooth
+        for curve in self.curves + [self.ports_curve]:
+            curve.opts["antialias"] = smooth
+            if curve.isVisible():
+                curve.updateItems(styleUpdate=True)
 
     # -- controls ---------------------------------------------------------------------
     def set_window(self, seconds: int) -> None:
@@ -403,6 +426,13 @@ class StatePlot(QWidget):
         """Replay shows a fixed recording: the draggable time cursor and the "Whole
         recording" choice appear; live, they go away and the view follows the newest sample."""
         self.replaying = replaying
+        # A replay's curves stay put while the cursor moves over them: drawn once into a
+        # pixmap, each cursor step is a blit (a day in view: 19 ms a step instead of 70).
+        # Live curves change every sample, so there a cache would only add a copy.
+        mode = (QGraphicsItem.CacheMode.DeviceCoordinateCache if replaying
+                else QGraphicsItem.CacheMode.NoCache)
+        for curve in self.curves + [self.ports_curve]:
+            curve.curve.setCacheMode(mode)
         self.whole_action.setVisible(replaying)
         self.whole_button.setVisible(replaying)
         self.replay_line.setVisible(False)
