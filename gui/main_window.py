@@ -615,6 +615,7 @@ class MainWindow(QMainWindow):
         if self.recorder is not None:
             self.stop_recording("replay started; live sampling is stopped")
         self.recording = recording
+        self.latest = None  # until a recorded sample is on screen: never the live one in its place
         self.error_label.clear()
         self.plot.set_replaying(True)
         self.plot.load(recording.snapshot())
