@@ -1,15 +1,16 @@
 """Frozen entry point: the same as `portpressure` (gui.launcher.main).
 
-freeze_support() is a no-op unless the frozen executable was started as a
-multiprocessing child on Windows; calling it costs nothing and keeps a future
-child process from re-opening the window.
+freeze_support() comes first, before the app is imported: if the executable was
+started as a multiprocessing child by the spawn method (Windows; Linux forks the
+window's sampler, see gui/sampler_process.py, and never re-executes), it runs the
+child's task and exits there, so a child never opens a second window.
 """
 
 import multiprocessing
 import sys
 
-from gui.launcher import main
-
 if __name__ == "__main__":
     multiprocessing.freeze_support()
+    from gui.launcher import main
+
     sys.exit(main())
