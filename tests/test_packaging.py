@@ -10,6 +10,8 @@ import importlib.util
 import json
 import os
 import pkgutil
+import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -17,7 +19,8 @@ import time
 import tomllib
 import zlib
 from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from types import ModuleType
 
 import psutil
@@ -179,8 +182,14 @@ def _source_modules() -> Iterator[str]:
             yield info.name
 
 
+@dataclass(frozen=True)
+class Build:
+    exe: Path
+    log: str  # PyInstaller's warnings
+
+
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
     pytest.importorskip("PyInstaller", reason="PyInstaller is not installed (pip install -e .[build])")
     work = tmp_path_factory.mktemp("pyinstaller")
     env = {k: v for k, v in os.environ.items() if k != "PORTPRESSURE_ONEDIR"}
@@ -194,7 +203,12 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     print(f"\nbuild took {time.monotonic() - started:.1f} s")
     exe = work / "dist" / ("PortPressure.exe" if sys.platform == "win32" else "PortPressure")
     assert exe.is_file()
-    return exe
+    return Build(exe, result.stderr)
+
+
+@pytest.fixture(scope="module")
+def built(build: Build) -> Path:
+    return build.exe
 
 
 def _run(exe: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -257,6 +271,22 @@ def test_single_file_is_small_enough(built: Path) -> None:
     size = built.stat().st_size
     print(f"\nsingle file: {size:,} bytes = {size / 2**20:.1f} MiB")
     assert size <= MAX_BYTES
+
+
+MISSING_LIBRARY = re.compile(r"Library not found: could not resolve '([^']+)', dependency of '([^']+)'")
+
+
+@pytest.mark.slow
+def test_every_library_the_bundle_needs_was_found(build: Build) -> None:
+    """PyInstaller bundles the libraries it finds on the build machine and only warns about
+    the rest: a Qt plugin in the bundle whose library was missing fails at run time (the xcb
+    platform without libxcb-icccm4 and libxcb-keysyms1 cannot open a window on X11)."""
+    files, _ = _archive(build.exe)
+    names = {PurePosixPath(f).name for f in files}
+    missing = sorted({(lib, PurePosixPath(of).name) for lib, of in MISSING_LIBRARY.findall(build.log)
+                      if PurePosixPath(of).name in names})
+    assert not missing, ("install the Debian packages that provide these on the build machine, then "
+                         f"rebuild: {missing}")
 
 
 @pytest.mark.slow
@@ -350,3 +380,37 @@ def test_gui_screenshot_is_the_real_window_and_its_sampler_child_stays_a_sampler
         samplers = [pid for pid, parent in tree.items() if parent == apps[0]]
         assert len(samplers) == 1, tree
         assert not [pid for pid, parent in tree.items() if parent == samplers[0]], tree
+
+
+@contextlib.contextmanager
+def xvfb() -> Iterator[str]:
+    """A private X server (Xvfb); yields its DISPLAY once it accepts clients."""
+    read_end, write_end = os.pipe()
+    server = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0", "1600x1000x24",
+                               "-nolisten", "tcp"], pass_fds=(write_end,), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    os.close(write_end)
+    try:
+        with os.fdopen(read_end) as ready:  # Xvfb writes its display number here when it is ready
+            number = ready.readline().strip()
+        assert number, "Xvfb did not start"
+        yield f":{number}"
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not LINUX or shutil.which("Xvfb") is None,
+                    reason="needs Xvfb (apt-get install xvfb) for a real X display")
+def test_window_opens_on_an_x_display_with_the_bundled_xcb(built: Path, tmp_path: Path) -> None:
+    out = tmp_path / "xcb.png"
+    env = {k: v for k, v in os.environ.items() if k not in ("QT_QPA_PLATFORM", "WAYLAND_DISPLAY")}
+    with xvfb() as display:
+        result = subprocess.run([str(built), "gui", "--screenshot", str(out), "--after", "1"],
+                                env={**env, "DISPLAY": display}, capture_output=True, text=True,
+                                timeout=120, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr[-2000:]
+    width, height, colours = png_size_and_colours(out)
+    assert width >= 1000 and height >= 650, (width, height)
+    assert colours > 16, f"screenshot looks blank ({colours} colours)"
