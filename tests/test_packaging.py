@@ -184,7 +184,8 @@ def _source_modules() -> Iterator[str]:
 
 @dataclass(frozen=True)
 class Build:
-    exe: Path
+    exe: Path  # PortPressure: windowed on Windows
+    cli: Path  # portpressure-cli: the console program (the same on Linux)
     log: str  # PyInstaller's warnings
 
 
@@ -201,14 +202,21 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
     )
     assert result.returncode == 0, result.stderr[-4000:]
     print(f"\nbuild took {time.monotonic() - started:.1f} s")
-    exe = work / "dist" / ("PortPressure.exe" if sys.platform == "win32" else "PortPressure")
-    assert exe.is_file()
-    return Build(exe, result.stderr)
+    suffix = ".exe" if sys.platform == "win32" else ""
+    exe, cli = work / "dist" / f"PortPressure{suffix}", work / "dist" / f"portpressure-cli{suffix}"
+    assert exe.is_file() and cli.is_file()
+    return Build(exe, cli, result.stderr)
 
 
 @pytest.fixture(scope="module")
 def built(build: Build) -> Path:
     return build.exe
+
+
+@pytest.fixture(scope="module")
+def console_programs(build: Build) -> list[Path]:
+    """Where the subcommands print: a windowed Windows exe has no stdout, so only the CLI there."""
+    return [build.cli] if sys.platform == "win32" else [build.exe, build.cli]
 
 
 def _run(exe: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -221,7 +229,8 @@ def _archive(exe: Path) -> tuple[set[str], set[str]]:
     from PyInstaller.archive.readers import CArchiveReader
 
     archive = CArchiveReader(str(exe))
-    return set(archive.toc), set(archive.open_embedded_archive("PYZ.pyz").toc)
+    files = {name.replace("\\", "/") for name in archive.toc}  # Windows names use backslashes
+    return files, set(archive.open_embedded_archive("PYZ.pyz").toc)
 
 
 def png_size_and_colours(path: Path) -> tuple[int, int, int]:
@@ -270,7 +279,8 @@ def png_size_and_colours(path: Path) -> tuple[int, int, int]:
 def test_single_file_is_small_enough(built: Path) -> None:
     size = built.stat().st_size
     print(f"\nsingle file: {size:,} bytes = {size / 2**20:.1f} MiB")
-    assert size <= MAX_BYTES
+    if LINUX:  # the issue's target is for Linux; the Windows size is printed
+        assert size <= MAX_BYTES
 
 
 MISSING_LIBRARY = re.compile(r"Library not found: could not resolve '([^']+)', dependency of '([^']+)'")
@@ -283,8 +293,9 @@ def test_every_library_the_bundle_needs_was_found(build: Build) -> None:
     platform without libxcb-icccm4 and libxcb-keysyms1 cannot open a window on X11)."""
     files, _ = _archive(build.exe)
     names = {PurePosixPath(f).name for f in files}
-    missing = sorted({(lib, PurePosixPath(of).name) for lib, of in MISSING_LIBRARY.findall(build.log)
-                      if PurePosixPath(of).name in names})
+    found = [(lib, PurePosixPath(of.replace("\\", "/")).name)
+             for lib, of in MISSING_LIBRARY.findall(build.log)]
+    missing = sorted({(lib, of) for lib, of in found if of in names})
     assert not missing, ("install the Debian packages that provide these on the build machine, then "
                          f"rebuild: {missing}")
 
@@ -307,15 +318,16 @@ def test_single_file_holds_the_app_and_only_the_qt_it_uses(built: Path) -> None:
 
 
 @pytest.mark.slow
-def test_version_is_pyproject_version(built: Path) -> None:
-    result = _run(built, "--version")
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"PortPressure {pyproject_version()}"
+def test_version_is_pyproject_version(console_programs: list[Path]) -> None:
+    for program in console_programs:
+        result = _run(program, "--version")
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == f"PortPressure {pyproject_version()}", program.name
 
 
 @pytest.mark.slow
-def test_watch_json_follows_the_contract(built: Path) -> None:
-    result = _run(built, "watch", "--count", "2", "--interval", "0.5", "--json")
+def test_watch_json_follows_the_contract(console_programs: list[Path]) -> None:
+    result = _run(console_programs[0], "watch", "--count", "2", "--interval", "0.5", "--json")
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines() if line.strip()]
     assert len(lines) == 2
