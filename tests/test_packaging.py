@@ -164,6 +164,26 @@ def test_core_version_is_pyproject_version() -> None:
     assert core.__version__ == pyproject_version()
 
 
+def _core_init_version(folder: Path) -> str:
+    """core/__init__.py's version when it is loaded from `folder` (as in a bundle)."""
+    (folder / "__init__.py").write_text((ROOT / "core" / "__init__.py").read_text())
+    spec = importlib.util.spec_from_file_location("frozen_core_copy", folder / "__init__.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return str(module.__version__)
+
+
+def test_frozen_core_reads_the_baked_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    bundle_core = tmp_path / "core"
+    bundle_core.mkdir()
+    (bundle_core / "VERSION").write_text("7.8.9\n")
+    assert _core_init_version(bundle_core) == "7.8.9"
+    (bundle_core / "VERSION").unlink()  # a bundle without it says so rather than guess
+    assert _core_init_version(bundle_core) == "0+unknown"
+
+
 def test_source_run_prints_pyproject_version() -> None:
     code = "import sys; from gui.launcher import main; sys.exit(main())"
     result = subprocess.run([sys.executable, "-c", code, "--version"], capture_output=True, text=True,
