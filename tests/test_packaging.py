@@ -33,6 +33,7 @@ from tests.test_watch_cli import check_contract
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "packaging" / "portpressure.spec"
+COMPRESSION_LEVEL_ENV = "PYINSTALLER_ZLIB_COMPRESSION_LEVEL"
 MAX_BYTES = 70_000_000  # the "at most 70 MB", read strictly (66.8 MiB)
 LINUX = sys.platform.startswith("linux")
 
@@ -214,6 +215,10 @@ def build(tmp_path_factory: pytest.TempPathFactory) -> Build:
     pytest.importorskip("PyInstaller", reason="PyInstaller is not installed (pip install -e .[build])")
     work = tmp_path_factory.mktemp("pyinstaller")
     env = {k: v for k, v in os.environ.items() if k != "PORTPRESSURE_ONEDIR"}
+    # zlib level 6 instead of PyInstaller's 9 for the single files: ~3x faster to compress (the
+    # bulk of the build time), ~0.5 % larger. The contents are the same, and the shipped level-9
+    # file is smaller than this one, so the size limit checked here holds for it too.
+    env[COMPRESSION_LEVEL_ENV] = "6"
     started = time.monotonic()
     result = subprocess.run(
         [sys.executable, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN",
