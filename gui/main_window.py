@@ -51,9 +51,11 @@ from core.model import ProbeFailure, Sample
 from core.recording import Recorder, Recording, RecordingError, check_recording
 from core.report import Evidence, ReportError, safe_host
 from gui.evidence import build_evidence, panel_rows, save_evidence
+from gui.probe_panel import ProbePanel
 from gui.process_dialog import ProcessDialog
 from gui.replay import RecordingLoader, ReplayBar, describe, peak_index, when
 from gui.sampling_worker import SamplerLike, SamplingThread, SamplingWorker, SourceFacts
+from gui.settings_panel import SettingsPanel
 from gui.state_plot import StatePlot, TextStrip
 from gui.style import icon_path
 from gui.table_models import (
@@ -72,17 +74,6 @@ FileChooser = Callable[[QWidget, str], str | None]  # (parent, start folder or s
 DEFAULT_SIZE = (1280, 800)
 MINIMUM_SIZE = (1024, 700)
 RECORDING_FILTER = "PortPressure recordings (*.jsonl.gz *.jsonl *.gz *.json);;All files (*)"
-
-
-def _optional_widget(module: str, name: str) -> type[QWidget] | None:
-    """Panels built separately (outbound test, OS settings): the window works without them."""
-    try:
-        imported = __import__(f"gui.{module}", fromlist=[name])
-    except ImportError as exc:
-        log.info("%s not available: %s", name, exc)
-        return None
-    widget: type[QWidget] | None = getattr(imported, name, None)
-    return widget
 
 
 def _ask_folder(parent: QWidget, start: str) -> str | None:
@@ -160,8 +151,7 @@ class MainWindow(QMainWindow):
         self._restore_settings(restore_geometry)
 
         self.sampling: SamplingThread | None = None
-        if self.probe_panel is not None and hasattr(self.probe_panel, "exhaustion_detected"):
-            self.probe_panel.exhaustion_detected.connect(self.note_probe_failure)
+        self.probe_panel.exhaustion_detected.connect(self.note_probe_failure)
         if replay is not None:  # samples handed over in memory (tests): fed as if live
             self.source_label.setText("Replaying a recording")
             for sample in replay:
@@ -228,16 +218,12 @@ class MainWindow(QMainWindow):
 
         self.side_tabs = QTabWidget()
         self.side_tabs.addTab(remotes, "Remote endpoints")
-        probe_class = _optional_widget("probe_panel", "ProbePanel")
-        self.probe_panel: Any = probe_class() if probe_class else None
-        if self.probe_panel is not None:
-            self.side_tabs.addTab(self._scrollable(self.probe_panel), "Outbound test")
-        settings_class = _optional_widget("settings_panel", "SettingsPanel")
-        self.settings_panel: Any = settings_class() if settings_class else None
-        if self.settings_panel is not None:
-            self.side_tabs.addTab(self._scrollable(self.settings_panel), "OS settings")
-            if hasattr(self.settings_panel, "reboot_pending"):
-                self.settings_panel.reboot_pending.connect(self.banner.show_reboot_pending)
+        # Imported directly: a panel missing from a build must fail loudly, not vanish.
+        self.probe_panel = ProbePanel()
+        self.side_tabs.addTab(self._scrollable(self.probe_panel), "Outbound test")
+        self.settings_panel = SettingsPanel()
+        self.side_tabs.addTab(self._scrollable(self.settings_panel), "OS settings")
+        self.settings_panel.reboot_pending.connect(self.banner.show_reboot_pending)
 
         self.bottom_splitter = QSplitter(Qt.Orientation.Horizontal)
         self.bottom_splitter.setObjectName("bottomSplitter")
@@ -981,8 +967,7 @@ class MainWindow(QMainWindow):
             self.stop_recording("the window closed")  # after sampling: the last sample is in
             if self._loader is not None:
                 self._loader.wait()  # a QThread must not be destroyed while it runs
-            if self.probe_panel is not None and hasattr(self.probe_panel, "shutdown"):
-                self.probe_panel.shutdown()  # an outbound test in progress is cancelled
+            self.probe_panel.shutdown()  # an outbound test in progress is cancelled
             for dialog in list(self._dialogs):
                 dialog.close()
         super().closeEvent(event)

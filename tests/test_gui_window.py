@@ -66,7 +66,9 @@ def test_window_opens_with_menus_shortcuts_and_icon(make_window) -> None:
     menus = [a.text() for a in window.menuBar().actions()]
     assert menus == ["&File", "&View", "&Help"]
     file_actions = [a.text() for a in window.menuBar().actions()[0].menu().actions() if a.text()]
-    assert file_actions == ["&Save evidence", "Save evidence &to…", "&Copy screenshot", "&Quit"]
+    assert file_actions == ["&Save evidence", "Save evidence &to…", "&Copy screenshot", "&Record to file…",
+                            "&Open recording…", "Back to &live", "&Quit"]
+    assert window.open_action.shortcut().toString() == "Ctrl+O"
     view_actions = [a.text() for a in window.menuBar().actions()[1].menu().actions() if a.text()]
     assert view_actions[:4] == ["1 min", "5 min", "1 h", "24 h"] and "Pause" in view_actions
     assert window.save_action.shortcut().toString() == "Ctrl+S"
@@ -324,8 +326,7 @@ def test_screenshot_into_a_missing_folder_is_one_line_and_exit_2(tmp_path: Path)
     assert done.stderr.strip().count("\n") == 0 and "does not exist" in done.stderr
 
 
-def test_open_is_not_supported_yet_one_line_exit_2(tmp_path: Path) -> None:
+def test_open_missing_recording_is_one_line_exit_2(tmp_path: Path) -> None:
     done = run_cli("gui", "--open", str(tmp_path / "rec.jsonl"), tmp_path=tmp_path)
     assert done.returncode == 2
-    assert done.stderr.strip() == ("portpressure gui: --open is not supported yet "
-                                   f"(cannot replay {tmp_path}/rec.jsonl)")
+    assert done.stderr.strip() == f"portpressure gui: --open: {tmp_path}/rec.jsonl does not exist"

@@ -35,7 +35,6 @@ from tests.support.netns import requires_netns, run_in_netns, wait_until
 from tests.support.traffic import Churner, Listener
 
 ROOT = Path(__file__).resolve().parents[1]
-_fork = multiprocessing.get_context("fork")
 
 
 # -- real samples ---------------------------------------------------------------------
@@ -217,9 +216,10 @@ def _kill_recorders(path: str, reference: str, rounds: int) -> None:
     with Listener("127.0.0.1", 9000), Churner("127.0.0.1", 9000, hold_s=0.002, name="churn-k") as churner:
         wait_until(lambda: churner.ok >= 50, 30, "churn to start")
         rng = random.Random(11)
+        fork = multiprocessing.get_context("fork")
         for _ in range(rounds):
-            counter = _fork.Value("q", 0, lock=False)
-            child = _fork.Process(target=_record_until_killed, args=(path, reference, counter))
+            counter = fork.Value("q", 0, lock=False)
+            child = fork.Process(target=_record_until_killed, args=(path, reference, counter))
             child.start()
             target = rng.randint(5, 25)
             wait_until(lambda c=counter, t=target: c.value >= t, 60, f"{target} samples recorded")

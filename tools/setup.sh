@@ -15,9 +15,12 @@ for arg in "$@"; do
   esac
 done
 
-# Qt's offscreen/xcb platforms need these shared libraries; ip and unshare run the
-# namespace tests; fonts make screenshots readable.
+# Qt's offscreen platform needs the first five shared libraries, its xcb platform (a real
+# X display) the libxcb/xkbcommon-x11 ones; ip and unshare run the namespace tests; fonts
+# make screenshots readable. --dev adds Xvfb so the X11 window tests run instead of skipping.
 debs="libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 fonts-dejavu-core iproute2 util-linux procps"
+debs="$debs libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0"
+case ",$extras," in *,dev,*) debs="$debs xvfb" ;; esac
 missing=""
 for pkg in $debs; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"

@@ -21,7 +21,12 @@ from typing import Any
 import pytest
 
 CLONE_NEWNET = 0x40000000
-_ctx = multiprocessing.get_context("fork")
+
+
+def fork_context() -> multiprocessing.context.BaseContext:
+    """Asked for on use, not at import: Windows has no fork, and merely importing these
+    helpers must not break collection of the tests that run there."""
+    return multiprocessing.get_context("fork")
 
 
 def netns_unavailable_reason() -> str | None:
@@ -72,8 +77,8 @@ def _child(conn: Any, body: Callable[..., Any], args: tuple[Any, ...],
 def run_in_netns(body: Callable[..., Any], *args: Any, sysctls: Mapping[str, str] | None = None,
                  timeout: float = 120.0) -> Any:
     """body(*args) in a fresh namespace; returns its result or raises with its traceback."""
-    parent, child = _ctx.Pipe(duplex=False)
-    proc = _ctx.Process(target=_child, args=(child, body, args, sysctls))
+    parent, child = fork_context().Pipe(duplex=False)
+    proc = fork_context().Process(target=_child, args=(child, body, args, sysctls))
     proc.start()
     child.close()
     try:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import multiprocessing
 import os
 import socket
 import threading
 import time
 from typing import Any
 
-_ctx = multiprocessing.get_context("fork")
+from tests.support.netns import fork_context
+
 PR_SET_NAME = 15
 
 
@@ -138,8 +138,8 @@ class Churner:
 
     def __init__(self, host: str, port: int, hold_s: float = 0.02, duration_s: float = 60.0,
                  name: str = "churner") -> None:
-        self._counts = _ctx.Array("q", 3, lock=False)
-        self.process = _ctx.Process(target=_churn, args=(host, port, hold_s, duration_s, name,
+        self._counts = fork_context().Array("q", 3, lock=False)
+        self.process = fork_context().Process(target=_churn, args=(host, port, hold_s, duration_s, name,
                                                          self._counts), daemon=True)
         self.process.start()
         self.name = name
