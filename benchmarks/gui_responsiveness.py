@@ -16,6 +16,7 @@ PreciseTimer in the GUI thread records every gap between its ticks.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import ctypes
 import multiprocessing
 import os
@@ -177,11 +178,20 @@ def run_window(seconds: float, interval_s: float, tick_timer: bool = True) -> Wi
     last[0] = wall_before
     if tick_timer:  # the probe costs CPU itself: the CPU benchmark runs without it
         timer.start()
+    # PORTPRESSURE_PROFILE=FILE: where the GUI thread's time goes (cProfile stats, for
+    # `python -m pstats FILE`); the profiler's own cost inflates the CPU figure.
+    profile_path = os.environ.get("PORTPRESSURE_PROFILE")
+    profiler = cProfile.Profile() if profile_path else None
+    if profiler is not None:
+        profiler.enable()
 
     def finish() -> None:
         # Read while everything still runs: Qt 6's quit() closes the window, which
         # stops the sampling thread (and its CPU time would vanish with it).
         timer.stop()
+        if profiler is not None and profile_path:
+            profiler.disable()
+            profiler.dump_stats(profile_path)
         run.seconds = time.perf_counter() - wall_before
         cpu_after = process.cpu_times()
         run.cpu_seconds = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
