@@ -136,11 +136,17 @@ class VerdictBanner(QFrame):
             self._gauge_colour = colour
             self.gauge.setStyleSheet(GAUGE_STYLE.format(colour=colour))
         eta = sample.forecast.seconds_to_exhaustion
-        lines = [f"Busiest pool: {ports.pool}"]
+        # Short lines: the column is 260 px and the banner has a fixed height, so a long
+        # caption would be cut off; the tooltip says the same in full.
+        steady = sample.forecast.steady_state_time_wait
+        lines = [f"Pool {ports.pool}"]
         if eta is not None:
             lines.append("Out of ports now" if eta <= 0 else f"Out of ports in ~{eta:.0f} s")
-        lines.append(f"Steady-state TIME_WAIT at this rate: {sample.forecast.steady_state_time_wait:,}")
+        lines.append(f"At this rate: {steady:,} in TIME_WAIT")
         self.gauge_caption.setText("\n".join(lines))
+        self.gauge_caption.setToolTip(
+            f"Busiest pool: {ports.pool}\nSockets that would sit in TIME_WAIT if connections kept being "
+            f"opened at the current rate (steady state): {steady:,}")
 
     def show_reboot_pending(self, text: str) -> None:
         self.reboot_label.setText(f"Reboot pending: {text}" if text else "")
