@@ -6,6 +6,14 @@ ESTABLISHED ones) and measured side by side in the same run, so the ratios hold 
 noisy machine even when the absolute times do not. Targets (issue 2): at 100k
 sockets a full sample <= 0.25x `ss -tanp`; the counters-only path < 1 ms; the
 sampler's resident memory < 100 MB.
+
+What "a full sample" is: everything the window and `watch` get each second (table,
+counts, per-process rows, attribution, pools, verdict). Above 20k TIME_WAIT the Linux
+source lists the TIME_WAIT tuples only every 5 s (a "listing" tick) and leaves them out
+of the dumps between (a "cached" tick: counts from sockstat, tuples aged from the last
+listing). So the sampler is driven at 1 Hz for two 5 s cycles and each tick is timed:
+the table prints the cached-tick and listing-tick medians, the mean over the cycle (what
+sampling costs per second) and the worst tick, each against `ss -tanp`.
 """
 
 from __future__ import annotations
@@ -33,19 +41,33 @@ def _median_ms(fn, repeat: int) -> float:
     return statistics.median(times)
 
 
+CYCLE_TICKS = 10  # two 5 s cycles at 1 Hz
+
+
 def _sampler_child() -> dict:
-    """In a fresh forked process: the sampler's own cost and peak memory."""
+    """In a fresh forked process: the sampler's own cost per tick at 1 Hz, and peak memory."""
     from core.sampler import Sampler
     from core.sources.linux import LinuxSource
 
     source = LinuxSource()
     sampler = Sampler(source)
     first = _median_ms(sampler.sample, 1)  # includes the full /proc fd scan
-    steady = _median_ms(sampler.sample, 5)
+    ticks: list[tuple[float, bool]] = []
+    next_tick = time.monotonic() + 1.0
+    for _ in range(CYCLE_TICKS):
+        time.sleep(max(next_tick - time.monotonic(), 0.0))  # pacing like the window's timer
+        next_tick += 1.0
+        started = time.perf_counter()
+        sample = sampler.sample()
+        ticks.append(((time.perf_counter() - started) * 1000, bool(sample.extra["time_wait_listed"])))
     counters = _median_ms(source.read_counters, 200)
-    sample = sampler.sample()
     sampler.close()
-    return {"first_ms": first, "sample_ms": steady, "counters_ms": counters,
+    listing = [ms for ms, listed in ticks if listed]
+    cached = [ms for ms, listed in ticks if not listed]
+    return {"first_ms": first, "listing_ms": statistics.median(listing) if listing else float("nan"),
+            "cached_ms": statistics.median(cached) if cached else float("nan"),
+            "cycle_ms": statistics.mean(ms for ms, _ in ticks), "worst_ms": max(ms for ms, _ in ticks),
+            "counters_ms": counters,
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "sockets": sample.extra["sockets"], "tw": sample.states["TIME_WAIT"]}
 
@@ -86,19 +108,27 @@ def main() -> int:
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
         rows.append(run_in_netns(_measure, size, args.established, timeout=600))
-    header = (f"{'TIME_WAIT':>9} {'sockets':>8} | {'sample ms':>9} {'first ms':>8} {'ss -tanp ms':>11} "
-              f"{'psutil ms':>9} | {'sample/ss':>9} {'sample/psutil':>13} | {'counters ms':>11} "
-              f"{'sampler RSS MB':>14} {'psutil +MB':>10}")
+    header = (f"{'TIME_WAIT':>9} {'sockets':>8} | {'cached ms':>9} {'listing ms':>10} {'cycle ms':>8} "
+              f"{'worst ms':>8} {'first ms':>8} {'ss -tanp ms':>11} {'psutil ms':>9} | {'cycle/ss':>8} "
+              f"{'worst/ss':>8} {'cycle/psutil':>12} | {'counters ms':>11} {'sampler RSS MB':>14} "
+              f"{'psutil +MB':>10}")
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['tw']:>9} {r['sockets']:>8} | {r['sample_ms']:>9.1f} {r['first_ms']:>8.1f} "
-              f"{r['ss_ms']:>11.1f} {r['psutil_ms']:>9.1f} | {r['sample_ms'] / r['ss_ms']:>9.3f} "
-              f"{r['sample_ms'] / r['psutil_ms']:>13.4f} | {r['counters_ms']:>11.3f} "
-              f"{r['rss_mb']:>14.1f} {r['psutil_rss_growth_mb']:>10.1f}")
+        print(f"{r['tw']:>9} {r['sockets']:>8} | {r['cached_ms']:>9.1f} {r['listing_ms']:>10.1f} "
+              f"{r['cycle_ms']:>8.1f} {r['worst_ms']:>8.1f} {r['first_ms']:>8.1f} {r['ss_ms']:>11.1f} "
+              f"{r['psutil_ms']:>9.1f} | {r['cycle_ms'] / r['ss_ms']:>8.3f} "
+              f"{r['worst_ms'] / r['ss_ms']:>8.3f} "
+              f"{r['cycle_ms'] / r['psutil_ms']:>12.4f} | {r['counters_ms']:>11.3f} {r['rss_mb']:>14.1f} "
+              f"{r['psutil_rss_growth_mb']:>10.1f}")
+    print("cached: tick without the TIME_WAIT tuples (nan: none, every tick listed them); listing: "
+          "tick that lists them; cycle: mean cost per 1 s tick over two 5 s cycles; worst: slowest tick")
     big = max(rows, key=lambda r: r["size"])
     verdicts = [
-        ("full sample <= 0.25x ss -tanp at the largest size", big["sample_ms"] / big["ss_ms"] <= 0.25),
+        ("sampling each second (mean over a 5 s cycle) <= 0.25x ss -tanp at the largest size",
+         big["cycle_ms"] / big["ss_ms"] <= 0.25),
+        ("every single tick (worst, a listing tick) <= 0.25x ss -tanp at the largest size",
+         big["worst_ms"] / big["ss_ms"] <= 0.25),
         ("counters-only path < 1 ms", all(r["counters_ms"] < 1.0 for r in rows)),
         ("sampler RSS < 100 MB", all(r["rss_mb"] < 100 for r in rows)),
     ]

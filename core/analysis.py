@@ -63,9 +63,12 @@ def is_loopback(table: np.ndarray) -> np.ndarray:
     return loop(table["laddr"]) | loop(table["raddr"])
 
 
-def split_table(table: np.ndarray, config: PortConfig) -> PoolFacts:
+def split_table(table: np.ndarray, config: PortConfig, listen_ports: np.ndarray | None = None) -> PoolFacts:
+    """listen_ports: the listeners' ports when they are not in this table (the cached
+    TIME_WAIT rows are split with the live table's listeners)."""
     states = table["state"]
-    listen_ports = np.unique(table["lport"][states == LISTEN])
+    if listen_ports is None:
+        listen_ports = np.unique(table["lport"][states == LISTEN])
     inbound = np.isin(table["lport"], listen_ports) & (states != LISTEN)
     outbound = (states != LISTEN) & ~inbound
     lo, hi = config.dynamic_range
@@ -102,21 +105,15 @@ def compute_pools(table: np.ndarray, config: PortConfig, facts: PoolFacts | None
     """The busiest pools' usage, busiest first, and (per destination) their pool keys
     as computed by core.tuples.pool_keys, for per-pool rates."""
     facts = facts or split_table(table, config)
-    capacity = max(config.capacity - _blocked_ports(table, facts, config), 0)
+    capacity = usable_capacity(table, facts, config)
     states = table["state"]
     if config.pool_scope == "per_destination":
         counted = facts.outbound & facts.in_range & (states != BOUND)
         rows = table[counted]
         row_keys = (keys[counted] if keys is not None else pool_keys(rows))
         reusable = tw_reusable(rows, config)
-        uniq, first, inverse = np.unique(row_keys, return_index=True, return_inverse=True)
-        held = np.bincount(inverse, weights=~reusable, minlength=len(uniq)).astype(np.int64)
-        tws = np.bincount(inverse, weights=rows["state"] == TIME_WAIT, minlength=len(uniq)).astype(np.int64)
-        reuse_any = np.bincount(inverse, weights=reusable, minlength=len(uniq)) > 0
-        order = np.lexsort((-tws, -held))[:TOP_POOLS]
-        pools = [PoolUsage(pool_label(rows[first[i]]), capacity, int(held[i]), int(tws[i]),
-                           bool(reuse_any[i])) for i in order]
-        return pools, [int(uniq[i]) for i in order]
+        return destination_pools(capacity, row_keys, rows, (~reusable).astype(np.int64),
+                                 (rows["state"] == TIME_WAIT).astype(np.int64), reusable)
     # Windows: one pool per local address; a wildcard-bound port is held on every address.
     counted = facts.outbound & facts.in_range
     rows = table[counted]
@@ -139,6 +136,27 @@ def compute_pools(table: np.ndarray, config: PortConfig, facts: PoolFacts | None
     return pools[:TOP_POOLS], []
 
 
+def usable_capacity(table: np.ndarray, facts: PoolFacts, config: PortConfig) -> int:
+    return max(config.capacity - _blocked_ports(table, facts, config), 0)
+
+
+def destination_pools(capacity: int, keys: np.ndarray, rows: np.ndarray, held: np.ndarray,
+                      time_wait: np.ndarray, reusable: np.ndarray) -> tuple[list[PoolUsage], list[int]]:
+    """Linux pools (per destination) from weighted parts: one entry per socket row, or
+    per group of cached TIME_WAIT rows with their counts. keys are pool keys, rows
+    give the labels; busiest first, at most TOP_POOLS."""
+    if not len(keys):
+        return [], []
+    uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    held_n = np.bincount(inverse, weights=held, minlength=len(uniq)).astype(np.int64)
+    tws = np.bincount(inverse, weights=time_wait, minlength=len(uniq)).astype(np.int64)
+    reuse_any = np.bincount(inverse, weights=reusable, minlength=len(uniq)) > 0
+    order = np.lexsort((-tws, -held_n))[:TOP_POOLS]
+    pools = [PoolUsage(pool_label(rows[first[i]]), capacity, int(held_n[i]), int(tws[i]),
+                       bool(reuse_any[i])) for i in order]
+    return pools, [int(uniq[i]) for i in order]
+
+
 def pool_label(row: np.void) -> str:
     family = int(row["family"])
     remote = endpoint_text(format_address(family, bytes(row["raddr"])), int(row["rport"]))
@@ -151,7 +169,7 @@ def summarize_ports(pools: Sequence[PoolUsage], config: PortConfig, table: np.nd
         top = max(pools, key=lambda p: p.pressure)
         return PortsSummary(config.dynamic_range, top.capacity, top.in_use, top.pressure, top.label,
                             tuple(pools))
-    capacity = max(config.capacity - _blocked_ports(table, facts, config), 0)
+    capacity = usable_capacity(table, facts, config)
     return PortsSummary(config.dynamic_range, capacity, 0, 0.0, "none (no outbound connections)", ())
 
 

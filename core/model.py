@@ -147,6 +147,11 @@ class TableRead:
     read_ms: float = 0.0
     complete: bool = True  # False when the OS hid rows (e.g. pids of other users' sockets)
     limits: tuple[str, ...] = ()  # what this reader could not see, in words
+    # False when this read left the TIME_WAIT rows out of the table (a cheaper dump between
+    # full ones; the count is in counters.time_wait): the Sampler ages the ones it has.
+    time_wait_listed: bool = True
+    # Per table row, milliseconds a TIME_WAIT socket has left (Linux idiag_expires), or None.
+    expires_ms: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import numpy as np
 
 from core import analysis
 from core.model import (
+    BOUND,
     CLOSE_WAIT,
     FIN_WAIT1,
     LISTEN,
@@ -30,21 +31,27 @@ from core.model import (
     SYN_SENT,
     TIME_WAIT,
     KernelCounters,
+    PoolUsage,
     PortConfig,
     ProbeFailure,
     ProcessRow,
     Rates,
     RemoteRow,
     Sample,
+    empty_table,
     format_address,
 )
 from core.process_names import ProcessNames
 from core.sources import SocketSource, open_source
+from core.time_wait_tier import TierCounts, TimeWaitTier
 from core.tuples import connection_keys, events_table, pool_keys, remote_keys
 
 MEMORY_LIMIT = 2_000_000  # remembered 4-tuples; ~28 MB at the limit
 TALKER_GRACE_SECONDS = 30.0  # how long past a TIME_WAIT length a talker is remembered
 GROWTH_WINDOW_SECONDS = 10.0
+# At the first listing nothing tells which TIME_WAIT is new; take the youngest this old
+# as the pattern new TIME_WAIT follows until the next listing.
+FIRST_ARRIVAL_WINDOW_SECONDS = 5.0
 
 
 def _sorted_contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -74,6 +81,9 @@ class Sampler:
         self._growth: deque[tuple[float, str, int]] = deque()
         self._comm: dict[int, str] = {}
         self._config: PortConfig | None = None
+        self._tier = TimeWaitTier()
+        self._seen_outbound = np.zeros(0, dtype=np.uint64)  # outbound keys since the last listing
+        self._listed_keys = np.zeros(0, dtype=np.uint64)  # last listing's TIME_WAIT keys (no expiry given)
 
     # -- facts for the screens ---------------------------------------------------
     @property
@@ -146,15 +156,14 @@ class Sampler:
             if not talkers:
                 del self._talkers[rkey]
 
-    def _infer(self, rkeys: np.ndarray) -> dict[int, int]:
-        """Split TIME_WAIT counts per remote endpoint among that endpoint's talkers."""
+    def _infer(self, rkeys: np.ndarray, counts: np.ndarray) -> dict[int, int]:
+        """Split TIME_WAIT counts per remote endpoint (unique keys) among that endpoint's talkers."""
         inferred: dict[int, int] = {}
         if not len(rkeys) or not self._talkers:
             return inferred
-        uniq, counts = np.unique(rkeys, return_counts=True)
         known = np.fromiter(self._talkers.keys(), dtype=np.uint64, count=len(self._talkers))
-        mask = np.isin(uniq, known)
-        for rkey, count in zip(uniq[mask].tolist(), counts[mask].tolist(), strict=True):
+        mask = np.isin(rkeys, known)
+        for rkey, count in zip(rkeys[mask].tolist(), counts[mask].tolist(), strict=True):
             talkers = self._talkers[rkey]
             total = sum(w for w, _ in talkers.values())
             shares = sorted(((count * w / total, pid) for pid, (w, _) in talkers.items()), reverse=True)
@@ -167,16 +176,59 @@ class Sampler:
                     inferred[pid] = inferred.get(pid, 0) + n
         return inferred
 
+    # -- the TIME_WAIT tier -------------------------------------------------------------
+    def _list_time_wait(self, rows: np.ndarray, expires_ms: np.ndarray | None, now: float,
+                        config: PortConfig, facts: analysis.PoolFacts,
+                        listeners: dict[int, int]) -> None:
+        """A read that listed the TIME_WAIT tuples: work out each row's pool, endpoint and
+        owner once, and cache them until the next listing."""
+        rkey = remote_keys(rows)
+        pkey = pool_keys(rows, rkey)
+        ckey = connection_keys(rows, pkey)
+        tw_facts = analysis.split_table(rows, config, facts.listen_ports)
+        exact_pid = self._recall(ckey)
+        direct_pid = np.full(len(rows), -1, dtype=np.int32)
+        if listeners:
+            ports = np.fromiter(listeners, dtype=np.uint16, count=len(listeners))
+            owners = np.fromiter(listeners.values(), dtype=np.int32, count=len(listeners))
+            order = np.argsort(ports)
+            ports, owners = ports[order], owners[order]
+            pos = np.minimum(np.searchsorted(ports, rows["lport"]), len(ports) - 1)
+            on_listener = (ports[pos] == rows["lport"]) & (exact_pid < 0)
+            direct_pid[on_listener] = owners[pos[on_listener]]
+        tier = self._tier
+        if expires_ms is not None:
+            left = expires_ms.astype(np.float64) / 1000.0
+            deadline = now + left
+            window = now - tier.listed_at if tier.listed_at is not None else FIRST_ARRIVAL_WINDOW_SECONDS
+            arrival = config.time_wait_seconds - left < window
+        else:
+            deadline = np.full(len(rows), now + config.time_wait_seconds)
+            arrival = (~_sorted_contains(self._listed_keys, ckey) if tier.listed_at is not None
+                       else np.zeros(len(rows), dtype=bool))
+            self._listed_keys = np.sort(ckey)
+        fresh = arrival & ~_sorted_contains(self._seen_outbound, ckey)
+        counted = tw_facts.outbound & tw_facts.in_range
+        tier.rebuild(rows, deadline, now, pool_key=pkey, remote_key=rkey, counted=counted,
+                     out_remote=tw_facts.outbound & (rows["rport"] > 0),
+                     reusable=analysis.tw_reusable(rows, config), exact_pid=exact_pid,
+                     direct_pid=direct_pid, arrival=arrival, fresh=fresh)
+
     # -- the sample -------------------------------------------------------------------
     def sample(self) -> Sample:
         started = time.perf_counter()
         read = self._source.read()
         self._config = config = read.config
         now = read.counters.monotonic
-        table = read.table
+        full = read.table
         dt = (now - self._prev_time) if self._prev_time is not None else None
         horizon = config.time_wait_seconds + TALKER_GRACE_SECONDS
 
+        # TIME_WAIT rows go to the tier; everything else is worked out from this read.
+        is_tw = full["state"] == TIME_WAIT
+        has_tw = bool(is_tw.any())
+        table = full[~is_tw] if has_tw else full
+        tw_rows = full[is_tw] if has_tw else empty_table()
         states = table["state"]
         pids = table["pid"]
         state_counts = np.bincount(states, minlength=len(STATE_NAMES))
@@ -184,7 +236,6 @@ class Sampler:
         pkey = pool_keys(table, rkey)
         ckey = connection_keys(table, pkey)
         facts = analysis.split_table(table, config)
-        tw = states == TIME_WAIT
         owned = (pids >= 0) & (states != LISTEN)
 
         # Kernel events: FIN_WAIT1 names the closer of an exact 4-tuple; SYN_SENT names
@@ -194,46 +245,53 @@ class Sampler:
         fin = ev_states == FIN_WAIT1
         syn = ev_states == SYN_SENT
         for event in read.events:
-            self._comm[event.pid] = event.comm
+            if event.comm:  # a thread may have no name yet; keep the one we know
+                self._comm[event.pid] = event.comm
         ev_ckeys = connection_keys(events[fin]) if fin.any() else np.zeros(0, dtype=np.uint64)
-        self._remember(np.concatenate([ckey[owned], ev_ckeys]),
-                       np.concatenate([pids[owned], events["pid"][fin]]), now, horizon)
+        # Some sources give TIME_WAIT rows an owner; remember those like live ones.
+        tw_owned = tw_rows[tw_rows["pid"] >= 0]
+        self._remember(np.concatenate([ckey[owned], connection_keys(tw_owned), ev_ckeys]),
+                       np.concatenate([pids[owned], tw_owned["pid"], events["pid"][fin]]), now, horizon)
 
-        # Exact tier.
-        tw_idx = np.flatnonzero(tw)
-        exact_pids = self._recall(ckey[tw_idx])
-        # Inferred tier (a): TIME_WAIT on a listening port belongs to the listener.
         listen_rows = table[(states == LISTEN) & (pids >= 0)]
         listener_of = dict(zip(listen_rows["lport"].tolist(), listen_rows["pid"].tolist(), strict=True))
-        inferred: dict[int, int] = {}
-        rest = tw_idx[exact_pids < 0]
-        if listener_of and len(rest):
-            on_listener = np.isin(table["lport"][rest], np.fromiter(listener_of, dtype=np.uint16))
-            for port, count in zip(*np.unique(table["lport"][rest[on_listener]], return_counts=True),
-                                   strict=True):
-                pid = listener_of[int(port)]
-                inferred[pid] = inferred.get(pid, 0) + int(count)
-            rest = rest[~on_listener]
-        # Inferred tier (b): processes talking to the same remote endpoint.
-        outbound_owned = owned & facts.outbound
-        self._note_talkers(np.concatenate([rkey[outbound_owned], remote_keys(events[syn])]),
-                           np.concatenate([pids[outbound_owned], events["pid"][syn]]), now, horizon)
-        for pid, count in self._infer(rkey[rest]).items():
-            inferred[pid] = inferred.get(pid, 0) + count
-        inferred_total = sum(inferred.values())
-        exact_total = int(np.count_nonzero(exact_pids >= 0))
-        unattributed = len(tw_idx) - exact_total - inferred_total
 
-        # New outbound connections since the last sample, by pid (owned or exact TIME_WAIT).
-        row_pid = pids.copy()
-        row_pid[tw_idx] = exact_pids
+        # New outbound connections since the last sample (live rows; the tier counts the
+        # TIME_WAIT ones).
         out_keys = ckey[facts.outbound]
         new_rows = np.zeros(len(table), dtype=bool)
         if self._prev_time is not None:
             new_rows[facts.outbound] = ~_sorted_contains(self._prev_outbound, out_keys)
-        self._prev_outbound = np.sort(out_keys)
+        sorted_out = np.sort(out_keys)
+        self._prev_outbound = sorted_out
+        if read.time_wait_listed:
+            expires = read.expires_ms[is_tw] if read.expires_ms is not None else None
+            self._list_time_wait(tw_rows, expires, now, config, facts, listener_of)
+            self._seen_outbound = sorted_out
+            time_wait = self._tier.alive
+            pending = 0
+        else:
+            self._tier.age(now)
+            self._seen_outbound = np.union1d(self._seen_outbound, sorted_out)
+            kernel_tw = read.counters.time_wait
+            pending = max(kernel_tw - self._tier.alive, 0) if kernel_tw is not None else 0
+            time_wait = kernel_tw if kernel_tw is not None else self._tier.alive
+        tier = self._tier.counts(pending)
+        state_counts[TIME_WAIT] = time_wait
 
-        pools, top_keys = analysis.compute_pools(table, config, facts, pkey)
+        # Attribution: exact and listener tiers come from the cache; the rest is split
+        # among the processes talking to the same remote endpoint.
+        inferred = dict(tier.direct)
+        outbound_owned = owned & facts.outbound
+        self._note_talkers(np.concatenate([rkey[outbound_owned], remote_keys(events[syn])]),
+                           np.concatenate([pids[outbound_owned], events["pid"][syn]]), now, horizon)
+        for pid, count in self._infer(tier.rest_keys, tier.rest_counts).items():
+            inferred[pid] = inferred.get(pid, 0) + count
+        inferred_total = sum(inferred.values())
+        exact_total = sum(tier.exact.values())
+        unattributed = max(time_wait - exact_total - inferred_total, 0)
+
+        pools, top_keys = self._pools(table, facts, pkey, tier, config)
         ports = analysis.summarize_ports(pools, config, table, facts)
         pool_rate = 0.0
         if dt and pools:
@@ -241,13 +299,15 @@ class Sampler:
             counted = facts.outbound & facts.in_range
             if busiest_key is not None:
                 counted &= pkey == busiest_key
-            pool_rate = float(np.count_nonzero(new_rows & counted)) / dt
+                tier_rate = tier.open_rate_by_pool.get(busiest_key, 0.0)
+            else:
+                tier_rate = sum(tier.open_rate_by_pool.values())
+            pool_rate = float(np.count_nonzero(new_rows & counted)) / dt + tier_rate
         growth = self._growth_rate(now, ports.pool, ports.in_use)
         fc = analysis.forecast(ports, pool_rate, config.time_wait_seconds, growth)
 
-        processes = self._process_rows(table, row_pid, owned, exact_pids, inferred, new_rows,
-                                       events["pid"][syn], dt)
-        remotes = self._remote_rows(table, facts, rkey)
+        processes = self._process_rows(table, tier, inferred, new_rows, events["pid"][syn], dt)
+        remotes = self._remote_rows(table, facts, rkey, tier)
         with self._lock:
             self._probe_failures = [f for f in self._probe_failures
                                     if now - f.monotonic <= analysis.PROBE_EVIDENCE_SECONDS]
@@ -279,8 +339,29 @@ class Sampler:
                 "kernel_read_ms": round(read.read_ms, 2),
                 "source": self._source.name,
                 "events": len(read.events),
-                "sockets": len(table),
+                "sockets": len(table) + time_wait,
+                # Whether this read listed the TIME_WAIT tuples; if not, how many of them
+                # come from the last listing (aged) and how many are only counted so far.
+                "time_wait_listed": bool(read.time_wait_listed),
+                "time_wait_cached": tier.alive,
+                "time_wait_pending": tier.pending,
             },
+        )
+
+    def _pools(self, table: np.ndarray, facts: analysis.PoolFacts, pkey: np.ndarray, tier: TierCounts,
+               config: PortConfig) -> tuple[list[PoolUsage], list[int]]:
+        if config.pool_scope != "per_destination":
+            whole = np.concatenate([table, self._tier.alive_rows()])
+            return analysis.compute_pools(whole, config)
+        counted = facts.outbound & facts.in_range & (table["state"] != BOUND)
+        n = int(np.count_nonzero(counted))
+        return analysis.destination_pools(
+            analysis.usable_capacity(table, facts, config),
+            np.concatenate([tier.pool_keys, pkey[counted]]),
+            np.concatenate([tier.pool_rows, table[counted]]),
+            np.concatenate([tier.pool_held, np.ones(n, dtype=np.int64)]),
+            np.concatenate([tier.pool_tw, np.zeros(n, dtype=np.int64)]),
+            np.concatenate([tier.pool_reusable, np.zeros(n, dtype=bool)]),
         )
 
     def _growth_rate(self, now: float, pool: str, in_use: int) -> float | None:
@@ -306,9 +387,8 @@ class Sampler:
             attempt_fails_per_s=rate(counters.attempt_fails, prev.attempt_fails),
         )
 
-    def _process_rows(self, table: np.ndarray, row_pid: np.ndarray, owned: np.ndarray,
-                      exact_pids: np.ndarray, inferred: dict[int, int], new_rows: np.ndarray,
-                      syn_pids: np.ndarray, dt: float | None) -> list[ProcessRow]:
+    def _process_rows(self, table: np.ndarray, tier: TierCounts, inferred: dict[int, int],
+                      new_rows: np.ndarray, syn_pids: np.ndarray, dt: float | None) -> list[ProcessRow]:
         states = table["state"]
         held = table["pid"] >= 0
         n_states = len(STATE_NAMES)
@@ -319,22 +399,22 @@ class Sampler:
             for value, count in zip(uniq.tolist(), counts.tolist(), strict=True):
                 pid, state = divmod(value, n_states)
                 per_state.setdefault(pid, np.zeros(n_states, dtype=np.int64))[state] = count
-        exact_counts: dict[int, int] = {}
-        if (exact_pids >= 0).any():
-            uniq, counts = np.unique(exact_pids[exact_pids >= 0], return_counts=True)
-            exact_counts = dict(zip(uniq.tolist(), counts.tolist(), strict=True))
+        exact_counts = tier.exact
         opens: dict[int, float] = {}
         if dt:
-            new_pids = row_pid[new_rows]
+            new_pids = table["pid"][new_rows]
             new_pids = new_pids[new_pids >= 0]
             observed = dict(zip(*[a.tolist() for a in np.unique(new_pids, return_counts=True)],
                                 strict=True))
             attempts = dict(zip(*[a.tolist() for a in np.unique(syn_pids, return_counts=True)],
                                 strict=True))
-            for pid in set(observed) | set(attempts):
+            closed = tier.open_rate_by_pid
+            for pid in set(observed) | set(attempts) | set(closed):
                 # SYN_SENT events count every attempt, failed ones too; table diffs only
-                # see what lived until a sample. Take the better-informed of the two.
-                opens[pid] = max(observed.get(pid, 0), attempts.get(pid, 0)) / dt
+                # see what lived until a sample (live, or in TIME_WAIT at a listing).
+                # Take the better-informed of the two.
+                seen = observed.get(pid, 0) / dt + closed.get(pid, 0.0)
+                opens[pid] = max(seen, attempts.get(pid, 0) / dt)
         rows: list[ProcessRow] = []
         pids = set(per_state) | set(exact_counts) | set(inferred) | set(opens)
         self._names.forget_except(pids)
@@ -343,6 +423,7 @@ class Sampler:
             tw_exact = exact_counts.get(pid, 0)
             tw_inferred = inferred.get(pid, 0)
             state_map = {STATE_NAMES[i]: int(c) for i, c in enumerate(counts.tolist()) if c}
+            state_map.pop("TIME_WAIT", None)
             if tw_exact + tw_inferred:
                 state_map["TIME_WAIT"] = tw_exact + tw_inferred
             connections = int(counts.sum() - counts[LISTEN] - counts[TIME_WAIT])
@@ -362,18 +443,21 @@ class Sampler:
         rows.sort(key=lambda p: (-(p.time_wait + p.connections), -p.opens_per_s, p.pid))
         return rows
 
-    def _remote_rows(self, table: np.ndarray, facts: analysis.PoolFacts,
-                     rkey: np.ndarray) -> list[RemoteRow]:
+    def _remote_rows(self, table: np.ndarray, facts: analysis.PoolFacts, rkey: np.ndarray,
+                     tier: TierCounts) -> list[RemoteRow]:
         """Remote endpoints of the connections this host initiated (inbound clients'
         ephemeral ports would only add noise)."""
         mask = facts.outbound & (table["rport"] > 0)
-        if not mask.any():
+        n = int(np.count_nonzero(mask))
+        if not n and not len(tier.remote_keys):
             return []
-        keys = rkey[mask]
-        rows = table[mask]
+        keys = np.concatenate([tier.remote_keys, rkey[mask]])
+        rows = np.concatenate([tier.remote_rows, table[mask]])
         uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        total = np.bincount(inverse, minlength=len(uniq))
-        tws = np.bincount(inverse, weights=rows["state"] == TIME_WAIT, minlength=len(uniq)).astype(np.int64)
+        total = np.bincount(inverse, weights=np.concatenate([tier.remote_tw, np.ones(n, dtype=np.int64)]),
+                            minlength=len(uniq)).astype(np.int64)
+        tws = np.bincount(inverse, weights=np.concatenate([tier.remote_tw, np.zeros(n, dtype=np.int64)]),
+                          minlength=len(uniq)).astype(np.int64)
         order = np.lexsort((-tws, -total))[: self.top]
         result = []
         for i in order.tolist():

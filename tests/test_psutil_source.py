@@ -131,9 +131,12 @@ def _exhaust(port_count: int) -> dict[str, Any]:
             finally:
                 s.close()
 
+        # Not `ok` rows: now and then the kernel ends one fresh loopback TIME_WAIT with a
+        # reset (OutRsts +1), which frees its port for one more connection before the
+        # range runs out. Exhausted means every port of the range in TIME_WAIT.
         def all_time_wait() -> Any:
             rows = [row for row in described(source.read().table) if row[5] == listener.port]
-            return len(rows) == ok and all(row[0] == "TIME_WAIT" for row in rows) and rows
+            return len(rows) == port_count and all(row[0] == "TIME_WAIT" for row in rows) and rows
 
         rows = wait_until(all_time_wait, 10, "every client socket in TIME_WAIT")
         config = source.port_config()
@@ -147,7 +150,7 @@ def test_exhausted_range_shows_as_time_wait_without_owner() -> None:
     r = run_in_netns(_exhaust, 50, sysctls={"net.ipv4.ip_local_port_range": "40000 40049",
                                             "net.ipv4.tcp_tw_reuse": "0"})
     assert r["errno"] == errno.EADDRNOTAVAIL
-    assert r["ok"] == 50
+    assert r["ok"] >= 50
     assert r["range"] == (40000, 40049) and r["capacity"] == 50 and r["tw_reuse"] == 0 and r["os"] == "Linux"
     assert sorted(row[3] for row in r["rows"]) == list(range(40000, 40050))
     assert {row[6] for row in r["rows"]} == {NO_PID}

@@ -17,16 +17,28 @@ from core.sources.linux_proc import read_counters, read_port_config
 assert sys.platform.startswith("linux")
 
 from core.sources.linux_trace import SockStateTrace, TraceUnavailable  # noqa: E402
-from core.sources.netlink_diag import ALL_STATES_MASK, DiagSocket, parse_dump  # noqa: E402
+from core.sources.netlink_diag import ALL_STATES_MASK, TIME_WAIT_BIT, DiagSocket, parse_dump  # noqa: E402
 
 log = logging.getLogger(__name__)
+
+# Below this many TIME_WAIT sockets every read lists them all (a few ms). Above it the
+# TIME_WAIT tuples are listed every TIME_WAIT_REFRESH_SECONDS and the reads between
+# leave them out in the kernel (the kernel still walks its hash table, but sends and
+# we parse only the other states); their count comes from sockstat every read.
+TIME_WAIT_TIER_MIN = 20_000
+TIME_WAIT_REFRESH_SECONDS = 5.0
 
 
 class LinuxSource:
     name = "netlink sock_diag"
 
-    def __init__(self, proc: str = "/proc", trace: bool = True) -> None:
+    def __init__(self, proc: str = "/proc", trace: bool = True, *,
+                 tier_min: int = TIME_WAIT_TIER_MIN,
+                 refresh_seconds: float = TIME_WAIT_REFRESH_SECONDS) -> None:
         self.proc = proc
+        self.tier_min = tier_min
+        self.refresh_seconds = refresh_seconds
+        self._listed_at: float | None = None  # monotonic time of the last read listing TIME_WAIT
         self._diag: DiagSocket | None = None
         self._owners = InodeOwners(proc)
         self._trace: SockStateTrace | None = None
@@ -82,23 +94,38 @@ class LinuxSource:
             self._close_trace()
             return ()
 
+    def request_listing(self) -> None:
+        """Make the next read list the TIME_WAIT tuples whatever their number."""
+        self._listed_at = None
+
+    def _lists_time_wait(self, counters: KernelCounters) -> bool:
+        """Whether this read dumps the TIME_WAIT tuples too."""
+        if self._listed_at is None or counters.time_wait is None or counters.time_wait < self.tier_min:
+            return True
+        return counters.monotonic - self._listed_at >= self.refresh_seconds
+
     def read(self, with_table: bool = True) -> TableRead:
         started = time.perf_counter()
         config = self.port_config()
+        counters = self.read_counters()
+        listed = with_table and self._lists_time_wait(counters)
+        expires = None
         if with_table:
+            mask = ALL_STATES_MASK if listed else ALL_STATES_MASK & ~TIME_WAIT_BIT
             try:
-                table = parse_dump(*self._diag_socket().dump(ALL_STATES_MASK))
+                table, expires = parse_dump(*self._diag_socket().dump(mask), with_expires=listed)
             except OSError as exc:
                 # A broken netlink socket is replaced on the next sample.
                 if self._diag is not None:
                     self._diag.close()
                     self._diag = None
                 raise SourceError(f"sock_diag dump failed: {exc}") from exc
+            if listed:
+                self._listed_at = counters.monotonic
             table["pid"] = self._owners.owners(table["inode"])
         else:
             table = empty_table()
         events = self.drain_events()
-        counters = self.read_counters()
         return TableRead(
             table=table,
             counters=counters,
@@ -107,6 +134,8 @@ class LinuxSource:
             read_ms=(time.perf_counter() - started) * 1000.0,
             complete=self.privileged,
             limits=self.limits,
+            time_wait_listed=listed,
+            expires_ms=expires if listed else None,
         )
 
     def _close_trace(self) -> None:

@@ -9,6 +9,7 @@ family), a memoryview loop finds the message offsets, and numpy gathers the fiel
 from __future__ import annotations
 
 import contextlib
+import secrets
 import socket
 import struct
 import sys
@@ -49,6 +50,7 @@ _OFF_SPORT = _HDR + 4
 _OFF_DPORT = _HDR + 6
 _OFF_SRC = _HDR + 8
 _OFF_DST = _HDR + 24
+_OFF_EXPIRES = _HDR + 52
 _OFF_INODE = _HDR + 68
 _MSG_MIN = _HDR + 72
 
@@ -74,35 +76,94 @@ class DiagSocket:
         with contextlib.suppress(OSError):  # a smaller buffer only means more recv calls
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.bind((0, 0))
-        self._seq = 0
-        self._chunk = bytearray(1 << 16)
+        # A random start makes our sequence number an unlikely payload word, so message
+        # headers can be found by value (see message_offsets).
+        self._seq = secrets.randbits(31) + 1
+        self._buf = bytearray(1 << 20)
 
     def close(self) -> None:
         self.sock.close()
 
-    def dump(self, states_mask: int) -> tuple[bytes, np.ndarray]:
-        """One dump: the concatenated response messages (NLMSG_DONE excluded) and the
-        byte offset of each message in them."""
-        self._seq += 1
-        self.sock.send(build_request(states_mask, self._seq))
-        parts: list[bytes] = []
-        offsets: list[np.ndarray] = []
-        base = 0
+    def dump(self, states_mask: int) -> tuple[np.ndarray, np.ndarray]:
+        """One dump: the response messages (NLMSG_DONE excluded) as a uint8 array and the
+        byte offset of each message in it. The array is a view of a buffer the next dump
+        reuses: parse it before dumping again.
+
+        Datagrams are received back to back into one buffer (no per-datagram copy);
+        only each datagram's first and last header are looked at here, the message
+        offsets are found in one vectorised pass afterwards."""
+        self._seq = (self._seq % 0x7FFFFFFF) + 1
+        seq = self._seq
+        self.sock.send(build_request(states_mask, seq))
+        buf = self._buf
+        pos = 0
+        datagrams: list[tuple[int, int]] = []
         while True:
-            n = self.sock.recv_into(self._chunk)
-            if n <= 0:
+            if len(buf) - pos < _RECV_CHUNK:
+                grown = bytearray(max(len(buf) * 2, pos + _RECV_CHUNK))
+                grown[:pos] = buf[:pos]
+                buf = self._buf = grown  # a new buffer: views of the old one stay valid
+            n = self.sock.recv_into(memoryview(buf)[pos:pos + _RECV_CHUNK])
+            if n < _HDR:
                 raise NetlinkDiagError(0, "netlink socket closed during a dump")
-            data = bytes(memoryview(self._chunk)[:n])
-            starts, end, terminal = datagram_offsets(data)
-            if end:
-                parts.append(data[:end])
-                offsets.append(starts + base)
-                base += end
-            if terminal is not None:
+            _, typ = struct.unpack_from("=IH", buf, pos)
+            if typ in (NLMSG_DONE, NLMSG_ERROR):
+                _, end, terminal = datagram_offsets(bytes(buf[pos:pos + n]))
                 if terminal:
                     raise NetlinkDiagError(terminal, f"sock_diag dump refused: errno {terminal}")
-                buf = b"".join(parts)
-                return buf, (np.concatenate(offsets) if offsets else np.zeros(0, dtype=np.int64))
+                if end:
+                    datagrams.append((pos, end))
+                break
+            done = None
+            if n >= _DONE_LEN + _HDR:
+                length, typ, _, tail_seq, errno = struct.unpack_from("=IHHIxxxxi", buf, pos + n - _DONE_LEN)
+                if length == _DONE_LEN and typ == NLMSG_DONE and tail_seq == seq:
+                    if errno:
+                        raise NetlinkDiagError(-errno, f"sock_diag dump failed: errno {-errno}")
+                    done = n - _DONE_LEN
+            datagrams.append((pos, n if done is None else done))
+            pos += n
+            if done is not None:
+                break
+        # Datagrams sit back to back from offset 0, the last one cut before its DONE.
+        lengths = [length for _, length in datagrams]
+        data = np.frombuffer(buf, dtype=np.uint8)[:sum(lengths)]
+        return data, message_offsets(data, seq, lengths)
+
+
+_RECV_CHUNK = 1 << 16
+_DONE_LEN = 20  # nlmsghdr + int errno: a dump's NLMSG_DONE without extended ack
+
+
+def message_offsets(data: np.ndarray, seq: int, datagram_lengths: list[int]) -> np.ndarray:
+    """Byte offset of every message in a dump's messages.
+
+    Every header carries our sequence number and the request type; the words that
+    match are the candidates, and they are accepted only if they chain exactly
+    (each message starts where the previous one ends, the last ends at the end).
+    Anything else (a payload word that happens to match) falls back to walking
+    each datagram message by message."""
+    n = len(data)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    if n % 4 == 0:
+        words = data.view("<u4")
+        idx = np.flatnonzero(words[2:] == seq)
+        if len(idx):
+            idx = idx[(words[idx + 1] & 0xFFFF) == TCPDIAG_GETSOCK]
+        if len(idx):
+            step = (words[idx].astype(np.int64) + 3) // 4
+            ends = idx + step
+            if (idx[0] == 0 and ends[-1] == len(words) and (ends[:-1] == idx[1:]).all()
+                    and (words[idx] >= _MSG_MIN).all()):
+                return idx * 4
+    parts: list[np.ndarray] = []
+    base = 0
+    for length in datagram_lengths:
+        starts, _, _ = datagram_offsets(data[base:base + length].tobytes())
+        parts.append(starts + base)
+        base += length
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
 
 
 def datagram_offsets(data: bytes) -> tuple[np.ndarray, int, int | None]:
@@ -137,38 +198,40 @@ def datagram_offsets(data: bytes) -> tuple[np.ndarray, int, int | None]:
     return np.asarray(starts, dtype=np.int64), n, None
 
 
-# nlmsghdr + struct inet_diag_msg as numpy sees it: each message's first 88 bytes.
-MSG_DTYPE = np.dtype({
-    "names": ["family", "state", "sport", "dport", "src", "dst", "inode"],
-    "formats": ["u1", "u1", ">u2", ">u2", "V16", "V16", "<u4"],
-    "offsets": [_OFF_FAMILY, _OFF_STATE, _OFF_SPORT, _OFF_DPORT, _OFF_SRC, _OFF_DST, _OFF_INODE],
-    "itemsize": _MSG_MIN,
-})
+def parse_dump(buf: bytes | np.ndarray, offsets: np.ndarray,
+               with_expires: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """SOCKET_DTYPE table from a dump's messages (pid not filled), and per row
+    idiag_expires: for a TIME_WAIT socket the milliseconds it has left (empty unless
+    with_expires).
 
-
-def parse_dump(buf: bytes, offsets: np.ndarray) -> np.ndarray:
-    """SOCKET_DTYPE table from a dump's messages (pid not filled).
-
-    A sliding-window view of the buffer indexed by the offsets copies each message's
-    fixed part in one step (88 bytes a row, one index per row)."""
+    Each field is gathered straight from the message words (one index per row and
+    field), not copied message by message."""
     table = np.zeros(len(offsets), dtype=SOCKET_DTYPE)
     table["pid"] = -1
+    expires = np.zeros(len(offsets) if with_expires else 0, dtype=np.uint32)
     if not len(offsets):
-        return table
-    if int(offsets[-1]) + _MSG_MIN > len(buf):
-        raise NetlinkDiagError(0, "truncated inet_diag message")
-    raw = np.frombuffer(buf, dtype=np.uint8)
-    rows = np.lib.stride_tricks.sliding_window_view(raw, _MSG_MIN)[offsets]  # a fresh copy
-    is4 = rows[:, _OFF_FAMILY] == socket.AF_INET
-    # The kernel fills only the first 4 address bytes for IPv4; make the rest compare equal.
-    rows[is4, _OFF_SRC + 4:_OFF_SRC + 16] = 0
-    rows[is4, _OFF_DST + 4:_OFF_DST + 16] = 0
-    msgs = rows.view(MSG_DTYPE).ravel()
+        return table, expires
+    raw = np.frombuffer(buf, dtype=np.uint8) if not isinstance(buf, np.ndarray) else buf
+    if int(offsets[-1]) + _MSG_MIN > len(raw) or (offsets % 4).any():
+        raise NetlinkDiagError(0, "truncated or misaligned inet_diag message")
+    words = raw[:len(raw) // 4 * 4].view("<u4")
+    at = offsets // 4
+    head = words[at + _OFF_FAMILY // 4]  # family, state, timer, retrans
+    ports = words[at + _OFF_SPORT // 4]  # sport, dport in network order
+    family = (head & 0xFF).astype(np.uint8)
+    is4 = family == socket.AF_INET
     table["family"] = np.where(is4, 4, 6)
-    table["state"] = STATE_MAP[msgs["state"]]
-    table["lport"] = msgs["sport"]
-    table["rport"] = msgs["dport"]
-    table["inode"] = msgs["inode"]
-    table["laddr"] = msgs["src"]
-    table["raddr"] = msgs["dst"]
-    return table
+    table["state"] = STATE_MAP[(head >> 8) & 0xFF]
+    table["lport"] = ((ports & 0xFF) << 8) | ((ports >> 8) & 0xFF)
+    table["rport"] = (((ports >> 16) & 0xFF) << 8) | (ports >> 24)
+    table["inode"] = words[at + _OFF_INODE // 4]
+    for field, first in (("laddr", _OFF_SRC // 4), ("raddr", _OFF_DST // 4)):
+        addr = np.empty((len(at), 4), dtype=np.uint32)
+        for i in range(4):
+            addr[:, i] = words[at + first + i]
+        # The kernel fills only the first 4 address bytes for IPv4; make the rest compare equal.
+        addr[is4, 1:] = 0
+        table[field] = addr.view("V16").ravel()
+    if with_expires:
+        expires[:] = words[at + _OFF_EXPIRES // 4]
+    return table, expires
