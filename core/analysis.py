@@ -240,6 +240,10 @@ def judge(ports: PortsSummary, fc: Forecast, config: PortConfig, processes: Sequ
         title = ("An application is not closing its sockets" if leakers and ports.pressure < WARNING_PRESSURE
                  else f"Port pressure is building: {pct}% of the busiest pool in use")
         return Verdict("warning", title, tuple(warning))
+    if not ports.in_use and not ports.pools:
+        return Verdict("ok", "Healthy: local ports are plentiful",
+                       (f"No outbound connections right now: all {ports.capacity} ports of the range "
+                        "are free.",))
     return Verdict("ok", "Healthy: local ports are plentiful",
                    (f"The busiest pool ({ports.pool}) uses {ports.in_use} of {ports.capacity} ports "
                     f"({pct}%).",))

@@ -121,3 +121,18 @@ def test_forecast_eta_only_when_steady_state_does_not_fit():
     overflow = analysis.forecast(ports, pool_open_rate=3.0, time_wait_seconds=60, growth_per_s=3.0)
     assert overflow.steady_state_time_wait == 180
     assert overflow.seconds_to_exhaustion == 20.0
+
+
+def test_ok_without_outbound_connections_says_so_plainly():
+    import numpy as np
+
+    from core.model import SOCKET_DTYPE, Forecast
+
+    empty = np.zeros(0, dtype=SOCKET_DTYPE)
+    ports = analysis.summarize_ports([], LINUX, empty, analysis.split_table(empty, LINUX))
+    verdict = analysis.judge(ports, Forecast(0, None), LINUX, [], [], (), now=100.0)
+    assert verdict.level == "ok"
+    assert verdict.reasons == (f"No outbound connections right now: all {ports.capacity} ports of the range "
+                               "are free.",)
+    busy = verdict_for(5)
+    assert busy.reasons[0].startswith("The busiest pool (10.0.0.1 -> 10.0.0.9:443) uses 5 of 100 ports")
