@@ -39,6 +39,9 @@ PORTS_HELD_LABEL = "ports held (busiest pool)"
 SHOW_LIMIT_SHARE = 0.25
 
 
+ANTIALIAS_PIXELS_PER_SAMPLE = 8  # see StatePlot._antialias
+
+
 class PlotBuffer:
     """Preallocated, chronological columns with amortised shifting: appends write in
     place; when the slack runs out the newest `capacity` rows move to the front once."""
@@ -315,16 +318,29 @@ class StatePlot(QWidget):
             self.cursor_index = None
         self.redraw()
 
+    def _first_drawn(self) -> int:
+        """Live and running, only the samples in the time window (and one to its left) go
+        to the curves: with a day of history, handing pyqtgraph all 86,400 points every
+        second cost 3 ms of setData (bounds, clipping) for 300 points on screen. Paused
+        or replaying, everything, so that panning shows the past."""
+        times = self.buffer.times
+        if self.replaying or self.paused or not len(times):
+            return 0
+        start, _ = self._x_range(float(times[-1]))
+        return max(int(np.searchsorted(times, start)) - 1, 0)
+
     def _curve_shown(self, curve: pg.PlotDataItem, column: int) -> None:
         if curve.isVisible():
-            curve.setData(self.buffer.times, self.buffer.column(column))
+            first = self._first_drawn()
+            curve.setData(self.buffer.times[first:], self.buffer.column(column)[first:])
 
     def redraw(self) -> None:
         times = self.buffer.times
+        first = self._first_drawn()
         for i, curve in enumerate(self.curves):
             if curve.isVisible():
-                curve.setData(times, self.buffer.column(i))
-        self.ports_curve.setData(times, self.buffer.column(len(self.groups)))
+                curve.setData(times[first:], self.buffer.column(i)[first:])
+        self.ports_curve.setData(times[first:], self.buffer.column(len(self.groups))[first:])
         self._update_limit_line()
         if len(times):
             self._follow(float(times[-1]))
@@ -380,17 +396,18 @@ class StatePlot(QWidget):
         if self.limit_in_view:
             top = max(top, float(self._last_capacity))
         top = max(top * 1.08, 5.0)  # head-room for the capacity label; never a zero range
-        self._antialias(stop - first <= max(self.plot_widget.width(), 100))
+        self._antialias(stop - first <= max(self.plot_widget.width(), 100) // ANTIALIAS_PIXELS_PER_SAMPLE)
         self.view_box.setRange(xRange=(start, end), yRange=(0.0, top), padding=0)
         # pyqtgraph defers the new transform to the paint, where applying it asks for a
         # second paint; applying it now makes one paint per sample.
         self.view_box.updateMatrix()
 
     def _antialias(self, smooth: bool) -> None:
-        """Antialiased curves only while there are fewer samples in view than pixels across:
-        more than that, peak downsampling draws a band of vertical strokes that smoothing
-        does not improve, and it costs ten times as much (a day in view: 0.61 s a paint
-        antialiased, 0.06 s not; an hour: 0.14 s and 0.03 s)."""
+        """Antialiased curves only while samples in view are sparse (at least
+        ANTIALIAS_PIXELS_PER_SAMPLE pixels apart): denser than that, smoothing is hardly
+        visible and costs several times as much (a day in view: 0.61 s a paint antialiased,
+        0.06 s not; an hour: 0.14 s and 0.03 s; 5 min of jittery curves at 1280x800:
+        38 ms and 8 ms, every second)."""
         if smooth == self._antialiased:
             return
         self._antialiased = smooth
@@ -419,6 +436,9 @@ class StatePlot(QWidget):
         self._refollow()
 
     def _refollow(self) -> None:
+        if not self.replaying and not self.paused:
+            self.redraw()  # a wider window needs the samples the curves were not given
+            return
         times = self.buffer.times
         self._follow(float(times[-1]) if len(times) else time.time())
 
@@ -490,8 +510,7 @@ class StatePlot(QWidget):
         if self.pause_action.isChecked() != paused:
             self.pause_action.setChecked(paused)
         self.view_box.setMouseEnabled(x=True, y=paused)
-        if not paused:
-            self.redraw()
+        self.redraw()  # paused: the whole history, to pan over; running: the window again
         self.paused_changed.emit(paused)
 
     # -- hover read-out ---------------------------------------------------------------------

@@ -1,0 +1,42 @@
+"""The live plot hands pyqtgraph only the samples in its time window (a day of history
+would otherwise cost every second), and everything when paused, so panning shows the past."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gui.state_plot import StatePlot
+
+
+def _plot_with_history(qtbot, samples: int) -> StatePlot:
+    plot = StatePlot(capacity=samples)
+    qtbot.addWidget(plot)
+    plot.resize(1200, 400)
+    now = 1_800_000_000.0
+    times = np.arange(now - samples, now, 1.0)
+    columns = plot.buffer.values.shape[1] if hasattr(plot.buffer, "values") else len(plot.groups) + 2
+    values = np.tile(np.arange(samples, dtype=np.float64), (columns, 1))
+    plot.buffer.fill(times, values)
+    plot.redraw()
+    return plot
+
+
+def _drawn(plot: StatePlot) -> np.ndarray:
+    """All the data the curve was given (getData() would return only what is in view)."""
+    return np.asarray(plot.curves[0].xData)
+
+
+def test_live_plot_gets_only_its_window_and_all_when_paused(qtbot) -> None:
+    plot = _plot_with_history(qtbot, 86_400)
+    plot.set_window(300)
+    live = _drawn(plot)
+    newest = plot.buffer.times[-1]
+    assert live[-1] == newest
+    assert 300 <= len(live) <= 303, len(live)  # the window plus one sample to its left
+    assert live[0] <= newest - 300
+    plot.set_paused(True)
+    assert len(_drawn(plot)) == 86_400
+    plot.set_paused(False)
+    assert len(_drawn(plot)) <= 303
+    plot.set_window(3600)
+    assert 3600 <= len(_drawn(plot)) <= 3603
