@@ -173,19 +173,29 @@ def summarize_ports(pools: Sequence[PoolUsage], config: PortConfig, table: np.nd
     return PortsSummary(config.dynamic_range, capacity, 0, 0.0, "none (no outbound connections)", ())
 
 
+def time_wait_holds_ports(config: PortConfig, loopback_pool: bool) -> bool:
+    """Whether TIME_WAIT sockets of a pool keep their ports from new connects (see tw_reusable)."""
+    if config.pool_scope != "per_destination" or not config.tw_reuse:
+        return True
+    return not (config.tw_reuse == 1 or loopback_pool)
+
+
 def forecast(ports: PortsSummary, pool_open_rate: float, time_wait_seconds: float,
-             growth_per_s: float | None) -> Forecast:
+             growth_per_s: float | None, holds_ports: bool = True) -> Forecast:
     """steady state = opens/s into the busiest pool x TIME_WAIT length; the time to
-    exhaustion only when that steady state would not fit and usage is growing."""
+    exhaustion only when that steady state would not fit and usage is growing. Where
+    TIME_WAIT ports are reused (holds_ports False) the steady state does not fill the
+    pool, so only a pool with no free port at all is out of ports."""
     steady = int(round(pool_open_rate * time_wait_seconds))
     eta: float | None = None
     if ports.capacity > 0:
         free = ports.capacity - ports.in_use
         if free <= 0:
             eta = 0.0
-        elif growth_per_s and growth_per_s > 0 and steady >= ports.capacity:
+        elif holds_ports and growth_per_s and growth_per_s > 0 and steady >= ports.capacity:
             eta = free / growth_per_s
-    return Forecast(steady_state_time_wait=steady, seconds_to_exhaustion=eta)
+    return Forecast(steady_state_time_wait=steady, seconds_to_exhaustion=eta,
+                    time_wait_holds_ports=holds_ports)
 
 
 def _fmt_rate(rate: float) -> str:
@@ -212,7 +222,9 @@ def judge(ports: PortsSummary, fc: Forecast, config: PortConfig, processes: Sequ
             and ports.pressure < CRITICAL_PRESSURE:
         critical.append(f"At the current rate the pool {ports.pool} runs out of ports in about "
                         f"{fc.seconds_to_exhaustion:.0f} s.")
-    if ports.capacity and fc.steady_state_time_wait >= WARNING_STEADY_STATE_SHARE * ports.capacity:
+    steady_fills_pool = (fc.time_wait_holds_ports and ports.capacity > 0
+                         and fc.steady_state_time_wait >= WARNING_STEADY_STATE_SHARE * ports.capacity)
+    if steady_fills_pool:
         sentence = (f"Connections are opened fast enough to keep about {fc.steady_state_time_wait} "
                     f"sockets in TIME_WAIT ({config.time_wait_seconds:.0f} s each), "
                     f"{'more than' if fc.steady_state_time_wait >= ports.capacity else 'close to'} "
@@ -231,8 +243,7 @@ def judge(ports: PortsSummary, fc: Forecast, config: PortConfig, processes: Sequ
         if culprit:
             (critical or warning).append(culprit)
         fix = _fix_sentence(config)
-        if fix and (ports.pressure >= WARNING_PRESSURE or fc.steady_state_time_wait
-                    >= WARNING_STEADY_STATE_SHARE * max(ports.capacity, 1) or probe_failures):
+        if fix and (ports.pressure >= WARNING_PRESSURE or steady_fills_pool or probe_failures):
             (critical or warning).append(fix)
     if critical:
         return Verdict("critical", _critical_title(ports, probe_failures), tuple(critical + warning))

@@ -247,6 +247,9 @@ class Rates:
 class Forecast:
     steady_state_time_wait: int = 0
     seconds_to_exhaustion: float | None = None
+    # False where tcp_tw_reuse lets connect() take over TIME_WAIT ports of the busiest
+    # pool: then the steady-state TIME_WAIT does not use up the pool (not in the JSON).
+    time_wait_holds_ports: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -294,6 +294,13 @@ class Sampler:
         pools, top_keys = self._pools(table, facts, pkey, tier, config)
         ports = analysis.summarize_ports(pools, config, table, facts)
         pool_rate = 0.0
+        holds_ports = True
+        if pools:
+            busiest_rows = facts.outbound & facts.in_range
+            if top_keys:
+                busiest_rows &= pkey == top_keys[0]
+            holds_ports = analysis.time_wait_holds_ports(
+                config, bool(analysis.is_loopback(table[busiest_rows]).any()))
         if dt and pools:
             busiest_key = top_keys[0] if top_keys else None
             counted = facts.outbound & facts.in_range
@@ -304,7 +311,7 @@ class Sampler:
                 tier_rate = sum(tier.open_rate_by_pool.values())
             pool_rate = float(np.count_nonzero(new_rows & counted)) / dt + tier_rate
         growth = self._growth_rate(now, ports.pool, ports.in_use)
-        fc = analysis.forecast(ports, pool_rate, config.time_wait_seconds, growth)
+        fc = analysis.forecast(ports, pool_rate, config.time_wait_seconds, growth, holds_ports)
 
         processes = self._process_rows(table, tier, inferred, new_rows, events["pid"][syn], dt)
         remotes = self._remote_rows(table, facts, rkey, tier)

@@ -136,3 +136,25 @@ def test_ok_without_outbound_connections_says_so_plainly():
                                "are free.",)
     busy = verdict_for(5)
     assert busy.reasons[0].startswith("The busiest pool (10.0.0.1 -> 10.0.0.9:443) uses 5 of 100 ports")
+
+
+def test_reused_time_wait_neither_forecasts_exhaustion_nor_warns():
+    """tcp_tw_reuse: connections opened fast enough for 2,700 TIME_WAIT in a 100-port pool
+    do not run it out while ports are free, and the steady-state sentence would mislead."""
+    from core.model import PortsSummary
+
+    ports = PortsSummary((50000, 50099), 100, 10, 0.1, "127.0.0.1 -> 127.0.0.1:9000")
+    held = analysis.forecast(ports, 45.0, 60.0, growth_per_s=5.0)
+    reused = analysis.forecast(ports, 45.0, 60.0, growth_per_s=5.0, holds_ports=False)
+    assert held.seconds_to_exhaustion == 18.0 and reused.seconds_to_exhaustion is None
+    assert reused.steady_state_time_wait == held.steady_state_time_wait == 2700
+    assert analysis.judge(ports, held, LINUX, [], []).level == "critical"
+    assert analysis.judge(ports, reused, LINUX, [], []).level == "ok"
+    full = PortsSummary((50000, 50099), 100, 100, 1.0, "127.0.0.1 -> 127.0.0.1:9000")
+    assert analysis.forecast(full, 45.0, 60.0, 5.0, holds_ports=False).seconds_to_exhaustion == 0.0
+    reuse = PortConfig("Linux", (50000, 50099), (), 60.0, "per_destination", tw_reuse=1)
+    loop_only = PortConfig("Linux", (50000, 50099), (), 60.0, "per_destination", tw_reuse=2)
+    assert not analysis.time_wait_holds_ports(reuse, loopback_pool=False)
+    assert analysis.time_wait_holds_ports(loop_only, loopback_pool=False)
+    assert not analysis.time_wait_holds_ports(loop_only, loopback_pool=True)
+    assert analysis.time_wait_holds_ports(LINUX, loopback_pool=True)
