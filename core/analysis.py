@@ -79,14 +79,22 @@ def split_table(table: np.ndarray, config: PortConfig, listen_ports: np.ndarray 
     return PoolFacts(listen_ports=listen_ports, outbound=outbound, in_range=in_range)
 
 
+def time_wait_holds_ports(config: PortConfig, loopback_pool: bool) -> bool:
+    """Whether TIME_WAIT sockets of a pool keep their ports from new connects: Linux's
+    tcp_tw_reuse 1 lets connect() take them over, 2 only on loopback; Windows pools never."""
+    if config.pool_scope != "per_destination" or not config.tw_reuse:
+        return True
+    return not (config.tw_reuse == 1 or loopback_pool)
+
+
 def tw_reusable(table: np.ndarray, config: PortConfig) -> np.ndarray:
     """bool per row: a TIME_WAIT socket that a new outbound connect may take over."""
-    if config.pool_scope != "per_destination" or not config.tw_reuse:
+    if time_wait_holds_ports(config, loopback_pool=True):  # not even on loopback
         return np.zeros(len(table), dtype=bool)
     tw = table["state"] == TIME_WAIT
-    if config.tw_reuse == 1:
+    if not time_wait_holds_ports(config, loopback_pool=False):
         return tw
-    return tw & is_loopback(table)  # 2: loopback only
+    return tw & is_loopback(table)  # loopback only: the loopback test is paid only here
 
 
 def _blocked_ports(table: np.ndarray, facts: PoolFacts, config: PortConfig) -> int:
@@ -171,13 +179,6 @@ def summarize_ports(pools: Sequence[PoolUsage], config: PortConfig, table: np.nd
                             tuple(pools))
     capacity = usable_capacity(table, facts, config)
     return PortsSummary(config.dynamic_range, capacity, 0, 0.0, "none (no outbound connections)", ())
-
-
-def time_wait_holds_ports(config: PortConfig, loopback_pool: bool) -> bool:
-    """Whether TIME_WAIT sockets of a pool keep their ports from new connects (see tw_reusable)."""
-    if config.pool_scope != "per_destination" or not config.tw_reuse:
-        return True
-    return not (config.tw_reuse == 1 or loopback_pool)
 
 
 def forecast(ports: PortsSummary, pool_open_rate: float, time_wait_seconds: float,

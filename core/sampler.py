@@ -296,20 +296,16 @@ class Sampler:
         pool_rate = 0.0
         holds_ports = True
         if pools:
+            busiest_key = top_keys[0] if top_keys else None
             busiest_rows = facts.outbound & facts.in_range
-            if top_keys:
-                busiest_rows &= pkey == top_keys[0]
+            if busiest_key is not None:
+                busiest_rows &= pkey == busiest_key
             holds_ports = analysis.time_wait_holds_ports(
                 config, bool(analysis.is_loopback(table[busiest_rows]).any()))
-        if dt and pools:
-            busiest_key = top_keys[0] if top_keys else None
-            counted = facts.outbound & facts.in_range
-            if busiest_key is not None:
-                counted &= pkey == busiest_key
-                tier_rate = tier.open_rate_by_pool.get(busiest_key, 0.0)
-            else:
-                tier_rate = sum(tier.open_rate_by_pool.values())
-            pool_rate = float(np.count_nonzero(new_rows & counted)) / dt + tier_rate
+            if dt:
+                tier_rate = (tier.open_rate_by_pool.get(busiest_key, 0.0) if busiest_key is not None
+                             else sum(tier.open_rate_by_pool.values()))
+                pool_rate = float(np.count_nonzero(new_rows & busiest_rows)) / dt + tier_rate
         growth = self._growth_rate(now, ports.pool, ports.in_use)
         fc = analysis.forecast(ports, pool_rate, config.time_wait_seconds, growth, holds_ports)
 
