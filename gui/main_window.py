@@ -856,8 +856,8 @@ class MainWindow(QMainWindow):
             port_config=facts.port_config if facts else None,
             source=facts.source_name if facts else "",
             privileged=facts.privileged if facts else None,
-            probe_results=panel_rows(getattr(self.probe_panel, "results", None), "the outbound tests"),
-            settings=panel_rows(getattr(self.settings_panel, "settings_json", None), "the OS settings"),
+            probe_results=panel_rows(self.probe_panel.results, "the outbound tests"),
+            settings=panel_rows(self.settings_panel.settings_json, "the OS settings"),
             event_log=self._event_log(),
             notes=notes,
         )
@@ -889,11 +889,8 @@ class MainWindow(QMainWindow):
 
     def _event_log(self) -> dict[str, Any] | None:
         """The outbound test panel's Windows event-log summary (Tcpip 4227/4231), if read."""
-        read = getattr(self.probe_panel, "event_log", None)
-        if read is None:
-            return None
         try:
-            summary = read()
+            summary = self.probe_panel.event_log()
         except Exception as exc:  # a panel's failure must not cost the rest of the evidence
             log.warning("event log summary: %s", exc)
             return None

@@ -184,10 +184,11 @@ class SamplingThread(QObject):
         self.thread.finished.connect(worker.stop, Qt.ConnectionType.DirectConnection)
 
     def start(self) -> None:
-        # The sampler is Python and numpy holding the GIL for ~100 ms a sample at 100k
-        # sockets; the GUI thread takes the GIL back at every call into Qt, and each time
-        # waits up to the switch interval. 1 ms instead of 5 keeps a repaint from
-        # stretching to a visible stall (measured: benchmarks/gui_responsiveness.py).
+        # Where the sampler runs in this thread (Windows, PORTPRESSURE_SAMPLER=thread; on
+        # Linux it is a child process) it is Python and numpy holding the GIL for ~100 ms
+        # a sample at 100k sockets; the GUI thread takes the GIL back at every call into
+        # Qt, and each time waits up to the switch interval. 1 ms instead of 5 keeps a
+        # repaint from stretching to a visible stall (benchmarks/gui_responsiveness.py).
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
         self.thread.start()
 
