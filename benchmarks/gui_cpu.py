@@ -10,30 +10,20 @@ the run; the socket-building child is not counted.
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.gui_responsiveness import describe, measure  # noqa: E402
-from tests.support.netns import netns_unavailable_reason  # noqa: E402
+from benchmarks.gui_responsiveness import describe, measure, window_arguments  # noqa: E402
 
 CPU_LIMIT_PERCENT = 3.0
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sockets", type=int, default=10_000)
-    parser.add_argument("--seconds", type=float, default=60.0)
-    parser.add_argument("--interval", type=float, default=1.0, help="sampling interval, seconds")
-    args = parser.parse_args()
-    reason = netns_unavailable_reason()
-    if reason:
-        print(f"benchmarks/gui_cpu.py: skipped: {reason}")
+    args = window_arguments(__doc__.splitlines()[0], "gui_cpu.py", 10_000)
+    if args is None:
         return 0
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     run, build_s = measure(args.sockets, args.seconds, args.interval, tick_timer=False)
     for line in describe(run, build_s):
         if not line.startswith("10 ms timer"):

@@ -271,17 +271,26 @@ def describe(run: WindowRun, build_s: float) -> list[str]:
     return lines
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sockets", type=int, default=100_000)
+def window_arguments(description: str, script: str, sockets: int) -> argparse.Namespace | None:
+    """The command line both window benchmarks take; None (after saying why) where no
+    network namespace can be made."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--sockets", type=int, default=sockets)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--interval", type=float, default=1.0, help="sampling interval, seconds")
     args = parser.parse_args()
     reason = netns_unavailable_reason()
     if reason:
-        print(f"benchmarks/gui_responsiveness.py: skipped: {reason}")
-        return 0
+        print(f"benchmarks/{script}: skipped: {reason}")
+        return None
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    return args
+
+
+def main() -> int:
+    args = window_arguments(__doc__.splitlines()[0], "gui_responsiveness.py", 100_000)
+    if args is None:
+        return 0
     run, build_s = measure(args.sockets, args.seconds, args.interval)
     for line in describe(run, build_s):
         print(line)

@@ -31,7 +31,7 @@ from core.recording import (
     record_json,
     sample_from_json,
 )
-from tests.support.netns import requires_netns, run_in_netns, wait_until
+from tests.support.netns import netns_unavailable_reason, requires_netns, run_in_netns, wait_until
 from tests.support.traffic import Churner, Listener
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,17 +75,11 @@ NARROW = {"net.ipv4.ip_local_port_range": "40000 40999", "net.ipv4.tcp_tw_reuse"
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory) -> tuple[Path, list[Sample]]:
     """A recording of 12 real samples, and the samples as the sampler made them."""
-    if (reason := _netns_reason()) is not None:
+    if (reason := netns_unavailable_reason()) is not None:
         pytest.skip(reason)
     path = tmp_path_factory.mktemp("recorded") / "churn.jsonl.gz"
     samples = run_in_netns(_sample_under_churn, 12, str(path), sysctls=NARROW)
     return path, samples
-
-
-def _netns_reason() -> str | None:
-    from tests.support.netns import netns_unavailable_reason
-
-    return netns_unavailable_reason()
 
 
 def real_samples() -> list[Sample]:
