@@ -46,6 +46,7 @@ from PySide6.QtWidgets import (
 )
 
 from core import __version__
+from core.cli import SMALLEST_WINDOW
 from core.history import DAY_AT_1HZ, History, HistorySnapshot
 from core.model import ProbeFailure, Sample
 from core.recording import Recorder, Recording, RecordingError, check_recording
@@ -72,7 +73,7 @@ log = logging.getLogger(__name__)
 FolderChooser = Callable[[QWidget, str], str | None]
 FileChooser = Callable[[QWidget, str], str | None]  # (parent, start folder or suggested path)
 DEFAULT_SIZE = (1280, 800)
-MINIMUM_SIZE = (1024, 700)
+MINIMUM_SIZE = SMALLEST_WINDOW  # `gui --screenshot --size` checks against it
 RECORDING_FILTER = "PortPressure recordings (*.jsonl.gz *.jsonl *.gz *.json);;All files (*)"
 
 

@@ -1,0 +1,93 @@
+"""The ticket's picture: with a verdict of six long reasons (the pool exhausted, a
+failed outbound test, a process leaking CLOSE_WAIT, the culprit, the advice) every word
+of the banner is on screen at 1280x800 and at 1024x700, measured from the window's own
+widgets, and `gui --screenshot --size WxH` writes a PNG of exactly that size."""
+
+from __future__ import annotations
+
+import html
+import time
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QPoint, QRect, QSettings
+from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QAbstractScrollArea, QLabel, QWidget
+
+from core.recording import Recorder
+from gui.main_window import MainWindow
+from tests.support.samples import worst_case_sample
+from tests.test_gui_window import run_cli
+
+pytestmark = pytest.mark.gui
+SIZES = [(1280, 800), (1024, 700)]
+
+
+def visible_in_window(widget: QWidget, window: QWidget) -> QRect:
+    """The part of `widget` not clipped by any of its parents, in window coordinates."""
+    rect = QRect(widget.mapTo(window, QPoint(0, 0)), widget.size())
+    parent = widget.parentWidget()
+    while parent is not None and parent is not window:
+        rect = rect.intersected(QRect(parent.mapTo(window, QPoint(0, 0)), parent.size()))
+        parent = parent.parentWidget()
+    return rect.intersected(window.rect())
+
+
+def assert_whole(label: QLabel, window: QWidget) -> None:
+    needed = label.heightForWidth(label.width()) if label.wordWrap() else label.sizeHint().height()
+    assert label.height() >= needed, f"{label.objectName()}: {label.height()} px tall, needs {needed}"
+    shown = visible_in_window(label, window)
+    assert shown.size() == label.size(), f"{label.objectName()} is cut: {shown} of {label.size()}"
+
+
+@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+def test_every_reason_is_on_screen(qtbot, tmp_path: Path, size: tuple[int, int]) -> None:
+    sample = worst_case_sample()
+    assert len(sample.verdict.reasons) == 6
+    assert any("CLOSE_WAIT" in r for r in sample.verdict.reasons)
+    window = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
+                        replay=[sample], restore_geometry=False)
+    qtbot.addWidget(window)
+    window.resize(*size)
+    window.show()
+    qtbot.waitExposed(window)
+    banner = window.banner
+    qtbot.waitUntil(lambda: banner.height() >= banner.heightForWidth(banner.width()), timeout=5000)
+    assert window.size().toTuple() == size
+    assert banner.reasons == sample.verdict.reasons
+    for label in (banner.level_label, banner.title_label, banner.reasons_label, banner.gauge_caption):
+        assert_whole(label, window)
+    for reason in sample.verdict.reasons:  # all of it, not an elided copy
+        assert html.escape(reason) in banner.reasons_label.text()
+    # Nothing behind a scrollbar: the banner holds no scroll area at all.
+    assert not banner.findChildren(QAbstractScrollArea)
+    # The plot keeps a readable height under the grown banner, and the picture is the window.
+    assert window.plot.height() >= 150
+    picture = window.screenshot()
+    assert (picture.width(), picture.height()) == size
+
+
+def test_screenshot_size_option_writes_that_size(tmp_path: Path) -> None:
+    """The ticket reader's path: a recording replayed and photographed at 1024x700."""
+    recording = tmp_path / "worst.jsonl"
+    now = time.time()
+    with Recorder(recording) as recorder:
+        for i in range(5):
+            recorder.append(worst_case_sample(now - 5 + i))
+    out = tmp_path / "small.png"
+    done = run_cli("gui", "--open", str(recording), "--screenshot", str(out), "--after", "0.5",
+                   "--size", "1024x700", tmp_path=tmp_path)
+    assert done.returncode == 0, done.stderr
+    image = QImage(str(out))
+    assert (image.width(), image.height()) == (1024, 700)
+
+
+@pytest.mark.parametrize(("size", "needle"), [("1024", "not a size like 1280x800"),
+                                              ("800x600", "outside 1024x700")])
+def test_a_bad_size_is_one_line_and_exit_2(tmp_path: Path, size: str, needle: str) -> None:
+    done = run_cli("gui", "--screenshot", str(tmp_path / "x.png"), "--size", size, tmp_path=tmp_path)
+    assert done.returncode == 2 and needle in done.stderr
+    assert done.stderr.strip().count("\n") == 0
+    assert not (tmp_path / "x.png").exists()
+    alone = run_cli("gui", "--size", "1280x800", tmp_path=tmp_path)
+    assert alone.returncode == 2 and "--size only goes with --screenshot" in alone.stderr
