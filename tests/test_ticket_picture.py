@@ -61,8 +61,13 @@ def test_every_reason_is_on_screen(qtbot, tmp_path: Path, size: tuple[int, int])
         assert html.escape(reason) in banner.reasons_label.text()
     # Nothing behind a scrollbar: the banner holds no scroll area at all.
     assert not banner.findChildren(QAbstractScrollArea)
-    # The plot keeps a readable height under the grown banner, and the picture is the window.
-    assert window.plot.height() >= 150
+    # The plot keeps a readable height under the grown banner, its capacity label whole.
+    plot = window.plot
+    assert plot.height() >= 150
+    qtbot.waitUntil(lambda: plot.limit_line.isVisible(), timeout=5000)
+    label = plot.limit_line.label
+    assert label.toPlainText() == "capacity of the busiest pool: 200"
+    assert plot.view_box.sceneBoundingRect().contains(label.sceneBoundingRect())
     picture = window.screenshot()
     assert (picture.width(), picture.height()) == size
 
@@ -91,3 +96,18 @@ def test_a_bad_size_is_one_line_and_exit_2(tmp_path: Path, size: str, needle: st
     assert not (tmp_path / "x.png").exists()
     alone = run_cli("gui", "--size", "1280x800", tmp_path=tmp_path)
     assert alone.returncode == 2 and "--size only goes with --screenshot" in alone.stderr
+
+
+def test_a_hidden_curve_says_so_in_the_legend(qtbot, tmp_path: Path) -> None:
+    window = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
+                        replay=[worst_case_sample()], restore_geometry=False)
+    qtbot.addWidget(window)
+    legend = window.plot.legend
+    labels = {sample.item: label for sample, label in legend.items}
+    listeners = next(c for c in window.plot.curves if not c.isVisible())
+    assert labels[listeners].text == "LISTEN + BOUND (hidden: click to show)"
+    listeners.setVisible(True)
+    assert labels[listeners].text == "LISTEN + BOUND"
+    time_wait = window.plot.curves[0]
+    time_wait.setVisible(False)
+    assert labels[time_wait].text == "TIME_WAIT (hidden: click to show)"
