@@ -58,6 +58,7 @@ from gui.replay import RecordingLoader, ReplayBar, describe, peak_index, when
 from gui.sampling_worker import SamplerLike, SamplingThread, SamplingWorker, SourceFacts
 from gui.settings_panel import SettingsPanel
 from gui.state_plot import StatePlot, TextStrip
+from gui.status_messages import ElidedLabel, MessageStatusBar
 from gui.style import icon_path
 from gui.table_models import (
     PROCESS_SOCKETS_COLUMN,
@@ -147,8 +148,8 @@ class MainWindow(QMainWindow):
         self.resize(*DEFAULT_SIZE)
 
         self._build_views(history_capacity)
+        self._build_status_bar()  # first: View > Messages is the status bar's action
         self._build_actions()
-        self._build_status_bar()
         self._restore_settings(restore_geometry)
 
         self.sampling: SamplingThread | None = None
@@ -365,6 +366,7 @@ class MainWindow(QMainWindow):
         view_menu.addSeparator()
         view_menu.addAction(self.plot.pause_action)
         view_menu.addAction(self.filter_action)
+        view_menu.addAction(self.statusBar().messages_action)
         help_menu = menu.addMenu("&Help")
         help_menu.addAction(self.about_action)
 
@@ -382,8 +384,9 @@ class MainWindow(QMainWindow):
         toolbar.addAction(self.plot.pause_action)
 
     def _build_status_bar(self) -> None:
-        bar = self.statusBar()
-        self.error_label = QLabel()
+        bar = MessageStatusBar()
+        self.setStatusBar(bar)
+        self.error_label = ElidedLabel(bar.log)
         self.error_label.setStyleSheet("color: #b71c1c; font-weight: bold;")
         self.error_label.setWordWrap(False)
         # Its text changes every sample: a TextStrip repaints without re-laying out the window.
