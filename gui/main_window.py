@@ -52,6 +52,8 @@ from core.model import ProbeFailure, Sample
 from core.recording import Recorder, Recording, RecordingError, check_recording
 from core.report import Evidence, ReportError, safe_host
 from gui.evidence import build_evidence, panel_rows, save_evidence
+from gui.help_page import HelpAction
+from gui.keyboard import EnterOpens, details_action
 from gui.probe_panel import ProbePanel
 from gui.process_dialog import ProcessDialog
 from gui.replay import RecordingLoader, ReplayBar, describe, peak_index, when
@@ -188,7 +190,9 @@ class MainWindow(QMainWindow):
         self.process_proxy.setSourceModel(self.process_model)
         self.process_view = self._table_view(self.process_proxy, PROCESS_SOCKETS_COLUMN)
         self.process_view.doubleClicked.connect(self.open_process_details)
-        self.process_view.setToolTip("Double-click a process for its path, user, command line and endpoints")
+        self.enter_opens = EnterOpens(self.process_view, self.open_process_details)
+        self.process_view.setToolTip("Double-click a process (or press Enter) for its path, user, command "
+                                     "line and endpoints")
         self.process_view.horizontalHeader().resizeSection(1, 150)
         self.filter_box = QLineEdit()
         self.filter_box.setPlaceholderText("Filter processes by pid, name or state (Ctrl+F)")
@@ -366,8 +370,10 @@ class MainWindow(QMainWindow):
         view_menu.addSeparator()
         view_menu.addAction(self.plot.pause_action)
         view_menu.addAction(self.filter_action)
+        view_menu.addAction(details_action(self, self.process_view, self.open_process_details))
         view_menu.addAction(self.statusBar().messages_action)
         help_menu = menu.addMenu("&Help")
+        help_menu.addAction(HelpAction(self))
         help_menu.addAction(self.about_action)
 
         toolbar = self.addToolBar("Main")

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -95,12 +96,20 @@ class ApplyDialog(QDialog):
         self.cancel_button = self.buttons.button(QDialogButtonBox.StandardButton.Cancel)
         self.ok_button.setText("Undo" if undo else "Apply")
         self.ok_button.setEnabled(False)
-        self.ok_button.setAutoDefault(False)
-        self.cancel_button.setDefault(True)
+        # Return presses the focused button (what it says is what happens); with the focus
+        # anywhere else it presses Cancel, the default: never a change by accident.
+        self.ok_button.setAutoDefault(True)
+        self.cancel_button.setAutoDefault(True)
         self.confirm.toggled.connect(lambda on: self.ok_button.setEnabled(on and not plan.blocked))
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         layout.addWidget(self.buttons)
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        # Set once the buttons are in the dialog and shown: before that the button box
+        # makes its first accept button (Apply) the default.
+        self.cancel_button.setDefault(True)
 
 
 class _Results(QObject):
