@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QPoint, QRect, QSettings
+from PySide6.QtCore import QPoint, QRect, QSettings, Qt
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QAbstractScrollArea, QLabel, QWidget
 
@@ -111,3 +111,36 @@ def test_a_hidden_curve_says_so_in_the_legend(qtbot, tmp_path: Path) -> None:
     time_wait = window.plot.curves[0]
     time_wait.setVisible(False)
     assert labels[time_wait].text == "TIME_WAIT (hidden: click to show)"
+
+
+def test_side_panels_need_no_scrolling_and_key_columns_show(qtbot, tmp_path: Path) -> None:
+    """At 1280x800, even under the six-reason banner, the Outbound test's Run button and
+    its result line and the OS settings table are on screen without scrolling; at
+    1024x700 the process table keeps PID, Name, Sockets and TIME_WAIT in view."""
+    window = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
+                        replay=[worst_case_sample()], restore_geometry=False)
+    qtbot.addWidget(window)
+    window.resize(1280, 800)
+    window.show()
+    qtbot.waitExposed(window)
+    for index, needed in ((1, (window.probe_panel.run_button, window.probe_panel.status,
+                               window.probe_panel.table)),
+                          (2, (window.settings_panel.table, window.settings_panel.apply_button))):
+        window.side_tabs.setCurrentIndex(index)
+        area = window.side_tabs.currentWidget()
+        qtbot.waitUntil(lambda a=area: a.widget().height() <= a.viewport().height(), timeout=3000)
+        assert not area.verticalScrollBar().isVisible()
+        for widget in needed:
+            shown = visible_in_window(widget, window)
+            assert shown.size() == widget.size(), f"{widget.objectName() or type(widget).__name__} is cut"
+    settings_header = window.settings_panel.table.horizontalHeader()
+    assert [settings_header.model().headerData(c, Qt.Orientation.Horizontal) for c in range(4)] == \
+        ["Setting", "In effect", "Default", "Notes"]
+    window.resize(1024, 700)
+    qtbot.waitUntil(lambda: window.width() == 1024, timeout=3000)
+    view = window.process_view
+    header = view.horizontalHeader()
+    titles = [header.model().headerData(c, Qt.Orientation.Horizontal) for c in range(header.count())]
+    for title in ("PID", "Name", "Sockets", "TIME_WAIT"):
+        column = titles.index(title)
+        assert header.sectionViewportPosition(column) + header.sectionSize(column) <= view.viewport().width()
