@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtTest import QTest
 from PySide6.QtWidgets import QDialog
 
@@ -17,19 +17,14 @@ from gui.help_page import PAGE, HelpAction
 from gui.main_window import MainWindow
 from gui.process_dialog import ProcessDialog
 from gui.settings_panel import ApplyDialog
-from tests.support.samples import worst_case_sample
+from tests.support.windows import worst_case_window
 
 pytestmark = pytest.mark.gui
 
 
 @pytest.fixture
 def window(qtbot, tmp_path: Path) -> MainWindow:
-    made = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
-                      replay=[worst_case_sample()], restore_geometry=False)
-    qtbot.addWidget(made)
-    made.show()
-    qtbot.waitExposed(made)
-    return made
+    return worst_case_window(qtbot, tmp_path)
 
 
 def menu_actions(window: MainWindow, title: str) -> dict[str, object]:

@@ -7,11 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QPoint, QSettings
+from PySide6.QtCore import QPoint
 from PySide6.QtWidgets import QLabel, QStatusBar
 
 from gui.main_window import MainWindow
-from tests.support.samples import worst_case_sample
+from tests.support.windows import worst_case_window
 
 pytestmark = pytest.mark.gui
 LONG_PATH = "/srv/evidence/" + "/".join(f"folder-{i:02d}" for i in range(20)) + "/portpressure-bundle"
@@ -19,13 +19,7 @@ LONG_PATH = "/srv/evidence/" + "/".join(f"folder-{i:02d}" for i in range(20)) + 
 
 @pytest.fixture
 def window(qtbot, tmp_path: Path) -> MainWindow:
-    made = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
-                      replay=[worst_case_sample()], restore_geometry=False)
-    qtbot.addWidget(made)
-    made.resize(1024, 700)
-    made.show()
-    qtbot.waitExposed(made)
-    return made
+    return worst_case_window(qtbot, tmp_path, (1024, 700))
 
 
 def shown_message(bar: QStatusBar) -> str:

@@ -10,13 +10,13 @@ import time
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import QPoint, QRect, QSettings, Qt
+from PySide6.QtCore import QPoint, QRect, Qt
 from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QAbstractScrollArea, QLabel, QWidget
 
 from core.recording import Recorder
-from gui.main_window import MainWindow
 from tests.support.samples import worst_case_sample
+from tests.support.windows import worst_case_window
 from tests.test_gui_window import run_cli
 
 pytestmark = pytest.mark.gui
@@ -45,12 +45,7 @@ def test_every_reason_is_on_screen(qtbot, tmp_path: Path, size: tuple[int, int])
     sample = worst_case_sample()
     assert len(sample.verdict.reasons) == 6
     assert any("CLOSE_WAIT" in r for r in sample.verdict.reasons)
-    window = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
-                        replay=[sample], restore_geometry=False)
-    qtbot.addWidget(window)
-    window.resize(*size)
-    window.show()
-    qtbot.waitExposed(window)
+    window = worst_case_window(qtbot, tmp_path, size)
     banner = window.banner
     qtbot.waitUntil(lambda: banner.height() >= banner.heightForWidth(banner.width()), timeout=5000)
     assert window.size().toTuple() == size
@@ -99,9 +94,7 @@ def test_a_bad_size_is_one_line_and_exit_2(tmp_path: Path, size: str, needle: st
 
 
 def test_a_hidden_curve_says_so_in_the_legend(qtbot, tmp_path: Path) -> None:
-    window = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
-                        replay=[worst_case_sample()], restore_geometry=False)
-    qtbot.addWidget(window)
+    window = worst_case_window(qtbot, tmp_path)
     legend = window.plot.legend
     labels = {sample.item: label for sample, label in legend.items}
     listeners = next(c for c in window.plot.curves if not c.isVisible())
@@ -117,12 +110,7 @@ def test_side_panels_need_no_scrolling_and_key_columns_show(qtbot, tmp_path: Pat
     """At 1280x800, even under the six-reason banner, the Outbound test's Run button and
     its result line and the OS settings table are on screen without scrolling; at
     1024x700 the process table keeps PID, Name, Sockets and TIME_WAIT in view."""
-    window = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
-                        replay=[worst_case_sample()], restore_geometry=False)
-    qtbot.addWidget(window)
-    window.resize(1280, 800)
-    window.show()
-    qtbot.waitExposed(window)
+    window = worst_case_window(qtbot, tmp_path, (1280, 800))
     for index, needed in ((1, (window.probe_panel.run_button, window.probe_panel.status,
                                window.probe_panel.table)),
                           (2, (window.settings_panel.table, window.settings_panel.apply_button))):
