@@ -2,9 +2,11 @@
 window's Save evidence: one folder named after the host and the time, holding
 
   report.html   self-contained: opens offline in any browser, images embedded as data:
-                URIs, the history drawn as inline SVG, nothing fetched from anywhere
+                URIs, the history drawn as inline SVG, nothing fetched from anywhere; fits
+                a 1024 px window and prints on a few A4 pages; headings in words, port
+                ranges as 40000-40199, the events of the session as a timeline
   report.json   the same data; "sample" carries every `watch --json` contract key
-  history.csv   the recent series (core.history columns)
+  history.csv   the recent series: time (ISO-8601), unix_time, then core.history's columns
   window.png / plot.png   the window's images, when the window supplied them
 
 The folder is written under a temporary name beside the target and renamed when
