@@ -44,6 +44,11 @@ def format_line(sample: Sample) -> str:
             f" [{sample.sample_ms:.0f} ms]")
 
 
+def json_object(sample: Sample, top: int) -> dict[str, Any]:
+    """The `watch --json` contract object of one sample: also what `serve` exports."""
+    return sample.to_json(top=top)
+
+
 def _open_recorder(path: str, sampler: Any) -> Any:
     try:
         from core.recording import Recorder, RecordingError
@@ -82,7 +87,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 print(f"portpressure watch: sample failed, retrying: {exc}", file=sys.stderr)
             else:
                 if args.json:
-                    out.write(json.dumps(sample.to_json(top=args.top)) + "\n")
+                    out.write(json.dumps(json_object(sample, args.top)) + "\n")
                 else:
                     out.write(format_line(sample) + "\n")
                 out.flush()
