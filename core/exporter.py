@@ -30,6 +30,7 @@ from core.metrics import (
 from core.model import endpoint_text
 from core.probe import DEFAULT_TIMEOUT_S, ProbeCancelled, Prober, ProbeResult, to_probe_failure
 from core.sampler import Sampler
+from core.sampler_process import SamplerProcess
 from core.sources import SourceError
 
 DEFAULT_PROBE_EVERY_S = 10.0
@@ -70,9 +71,9 @@ class Canary:
 
 
 class Exporter:
-    """Owns the Sampler (only its thread touches it) and the latest exposition."""
+    """Owns the sampler (only its sampling thread samples) and the latest exposition."""
 
-    def __init__(self, sampler: Sampler, *, interval_s: float, top: int,
+    def __init__(self, sampler: Sampler | SamplerProcess, *, interval_s: float, top: int,
                  canaries: Sequence[tuple[str, int]] = (), probe_every_s: float = DEFAULT_PROBE_EVERY_S,
                  probe_timeout_s: float = DEFAULT_TIMEOUT_S, count: int | None = None,
                  on_exposition: Callable[[Exposition], None] | None = None,

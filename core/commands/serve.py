@@ -182,7 +182,7 @@ def _check_textfile(path: str) -> str:
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from core.exporter import Exporter, Exposition
     from core.metrics import FixedCollector
-    from core.sampler import Sampler
+    from core.sampler_process import open_sampler
 
     out = out or sys.stderr
     if len(args.probe) > MAX_PROBES:
@@ -203,7 +203,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             report(f"cannot write {textfile}, retrying at the next sample: {exc}")
 
     try:
-        sampler = Sampler()
+        # On Linux in a child process, as for the window: a sample of 100k sockets holds
+        # the GIL for tens of milliseconds at a time, which a scrape must not wait for.
+        sampler = open_sampler()
     except (SourceError, OSError) as exc:
         report(f"cannot read the socket table: {exc}")
         return EXIT_FAILED
