@@ -35,7 +35,9 @@ from benchmarks.gui_responsiveness import (  # noqa: E402
 from tests.support.netns import enter_new_netns, netns_unavailable_reason, wait_until  # noqa: E402
 from tests.support.prometheus import http_get, scrape_when_ready, start_serve, stop  # noqa: E402
 
-URL = "http://127.0.0.1:9466/metrics"
+# Below 1024: the namespace's port range is 1024-65535 here, and the churn takes any port in it.
+LISTEN = "127.0.0.1:946"
+URL = f"http://{LISTEN}/metrics"
 SCRAPE_LIMIT_MS = 10.0
 
 
@@ -54,9 +56,12 @@ def _exported(body: bytes, name: str) -> float:
 def measure_serve(seconds: float, interval_s: float, log: Path) -> dict:
     import psutil
 
-    serve = start_serve("--interval", str(interval_s), log=log)
+    serve = start_serve("--interval", str(interval_s), "--listen", LISTEN, log=log)
     try:
-        first = scrape_when_ready(URL, serve, timeout=120)
+        try:
+            first = scrape_when_ready(URL, serve, timeout=120)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}: {log.read_text().strip()}") from None
         # The exporter and its sampling child process (core/sampler_process.py) on Linux.
         processes = [psutil.Process(serve.pid), *psutil.Process(serve.pid).children(recursive=True)]
 

@@ -43,7 +43,6 @@ class Exposition:
     body: bytes
     families: tuple[Metric, ...]  # what body renders (for the textfile writer)
     sample_time: float  # Unix time of the sample
-    samples: int  # samples taken so far, this one included
 
 
 class Canary:
@@ -67,7 +66,7 @@ class Canary:
             latest, attempts = self._latest, dict(self._attempts)
         if latest is None:
             return None
-        return CanaryStatus(self.target, latest.ok, latest.category, latest.elapsed_ms, attempts)
+        return CanaryStatus(self.target, latest.ok, latest.elapsed_ms, attempts)
 
 
 class Exporter:
@@ -89,7 +88,7 @@ class Exporter:
         self._on_error = on_error
         self._stop = threading.Event()
         self.finished = threading.Event()  # the sampling loop ended (count reached or stopped)
-        self._first = threading.Event()
+        self.broken: str | None = None  # why sampling stopped by itself, if it did
         self._prober = Prober()
         self._events: Counter[str] = Counter()
         self.samples = 0
@@ -104,10 +103,6 @@ class Exporter:
     def start(self) -> None:
         for thread in self._threads:
             thread.start()
-
-    def wait_first(self, timeout: float) -> bool:
-        """Whether a first exposition (or the end of sampling) came within `timeout` s."""
-        return self._first.wait(timeout)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
@@ -128,9 +123,12 @@ class Exporter:
                 # The cadence (a schedule, not a synchronisation): stop() ends the wait at once.
                 if self._stop.wait(max(0.0, next_at - time.monotonic())):
                     break
+        except Exception as exc:  # a bug: say so and end the command with a failure status
+            self.broken = f"{type(exc).__name__}: {exc}"
+            if self._on_error is not None:
+                self._on_error(f"sampling stopped: {self.broken}")
         finally:
             self.finished.set()
-            self._first.set()
 
     def _sample_once(self) -> None:
         try:
@@ -149,9 +147,8 @@ class Exporter:
                                 samples=self.samples, failures=self.failures, events=dict(self._events))
         canaries = [s for s in (c.status() for c in self.canaries) if s is not None]
         families = [*sample_families(doc, self.top), *canary_families(canaries), *status_families(status)]
-        latest = Exposition(exposition(families), tuple(families), sample.timestamp, self.samples)
+        latest = Exposition(exposition(families), tuple(families), sample.timestamp)
         self.latest = latest
-        self._first.set()
         if self._on_exposition is not None:
             self._on_exposition(latest)
 

@@ -208,7 +208,6 @@ class CanaryStatus:
 
     target: str
     ok: bool
-    category: str
     elapsed_ms: float
     attempts: Mapping[str, int]
 

@@ -32,9 +32,11 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def register(sub: Any) -> None:
-    from core.exporter import DEFAULT_PROBE_EVERY_S
-    from core.metrics import DEFAULT_TOP, MAX_TOP
-
+    try:
+        from core.exporter import DEFAULT_PROBE_EVERY_S
+        from core.metrics import DEFAULT_TOP, MAX_TOP
+    except ImportError:  # a build without prometheus_client (or what it imports): not offered
+        return
     p = sub.add_parser("serve", help="serve Prometheus metrics of the latest sample (/metrics)",
                        description="Samples in the background and serves the latest sample as Prometheus "
                                    "metrics; a scrape never waits on the kernel.")
@@ -241,7 +243,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             server.server_close()
         exporter.stop()
         sampler.close()
-    return EXIT_OK if exporter.samples else EXIT_FAILED
+    return EXIT_OK if exporter.samples and exporter.broken is None else EXIT_FAILED
 
 
 def _url_host(host: str) -> str:
