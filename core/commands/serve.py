@@ -153,10 +153,10 @@ def index_page(exporter: Any) -> str:
 class ExporterServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], exporter: Any) -> None:
+    def __init__(self, address: tuple[str, int]) -> None:
         host = address[0]
         self.address_family = socket.AF_INET6 if _is_ipv6(host) else socket.AF_INET
-        self.exporter = exporter
+        self.exporter: Any = None  # set before serve_forever starts
         super().__init__(address, MetricsHandler)
 
 
@@ -204,25 +204,31 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         except OSError as exc:
             report(f"cannot write {textfile}, retrying at the next sample: {exc}")
 
+    server: ExporterServer | None = None
+    if textfile is None:  # before anything else starts: a busy port is bad input
+        try:
+            server = ExporterServer(listen)
+        except OSError as exc:
+            raise UsageError(f"portpressure serve: cannot listen on {listen[0]}:{listen[1]}: "
+                             f"{exc.strerror or exc}") from None
     try:
         # On Linux in a child process, as for the window: a sample of 100k sockets holds
         # the GIL for tens of milliseconds at a time, which a scrape must not wait for.
         sampler = open_sampler()
     except (SourceError, OSError) as exc:
         report(f"cannot read the socket table: {exc}")
+        if server is not None:
+            server.server_close()
         return EXIT_FAILED
     exporter = Exporter(sampler, interval_s=args.interval, top=args.top, canaries=args.probe,
                         probe_every_s=args.probe_every, count=args.count,
                         on_exposition=write_textfile if textfile else None, on_error=report)
-    server: ExporterServer | None = None
+    serving = False
     try:
-        if textfile is None:
-            try:
-                server = ExporterServer(listen, exporter)
-            except OSError as exc:
-                raise UsageError(f"portpressure serve: cannot listen on {listen[0]}:{listen[1]}: "
-                                 f"{exc.strerror or exc}") from None
+        if server is not None:
+            server.exporter = exporter
             threading.Thread(target=server.serve_forever, name="portpressure-http", daemon=True).start()
+            serving = True
             bound = server.server_address
             report(f"serving http://{_url_host(str(bound[0]))}:{bound[1]}/metrics "
                    f"(sampling every {args.interval:g} s)")
@@ -239,7 +245,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         pass
     finally:
         if server is not None:
-            server.shutdown()
+            if serving:  # shutdown() waits for serve_forever to end: only once it runs
+                server.shutdown()
             server.server_close()
         exporter.stop()
         sampler.close()
