@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from prometheus_client.core import Metric
 
 from core import __version__
-from core.commands.watch import json_object
+from core.commands.watch import sample_json
 from core.metrics import (
     CanaryStatus,
     ExporterStatus,
@@ -139,7 +139,7 @@ class Exporter:
                 self._on_error(f"sample failed, retrying: {exc}")
             return
         self.samples += 1
-        doc = json_object(sample, self.top)
+        doc = sample_json(sample, self.top)
         for event in doc.get("events") or ():
             self._events[str(event.get("kind", "other"))] += 1
         status = ExporterStatus(version=__version__, os_name=sample.os_name, source=self._sampler.source_name,

@@ -1,6 +1,6 @@
 """One sample's `watch --json` object, as Prometheus metrics (`portpressure serve`).
 
-The metrics are read from the very dict `watch --json` prints (core.commands.watch.json_object),
+The metrics are read from the very dict `watch --json` prints (core.commands.watch.sample_json),
 never re-derived from the Sample, so the exporter and the terminal cannot disagree; keys
 added to that JSON later are exported where this module knows them and are simply
 absent from the exposition while the JSON lacks them. Label cardinality is bounded: the
@@ -83,9 +83,12 @@ def _port_families(doc: Mapping[str, Any]) -> Iterator[Metric]:
         yield from (in_use, cap, ratio)
     yield from _if_number("pressure_ratio", "Pressure of the busiest pool: ports held / capacity, 0..1.",
                           ports.get("pressure"))
-    if capacity is not None:
+    # ports.range_capacity where the JSON has it; else the contract's capacity, the same figure:
+    # a pool (per destination, or per local address on Windows) can use every port of the range.
+    range_capacity = _number(ports.get("range_capacity", capacity))
+    if range_capacity is not None:
         yield _gauge("range_ports_capacity", "Ports of the whole dynamic range (excluded ports left out).",
-                     capacity)
+                     range_capacity)
     port_range = ports.get("range")
     if isinstance(port_range, Sequence) and len(port_range) == 2:
         yield _gauge("range_first_port", "First port of the dynamic (ephemeral) range.", float(port_range[0]))

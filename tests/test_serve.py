@@ -45,7 +45,7 @@ def series(metric: str, **labels: str) -> tuple[str, frozenset]:
 
 
 def _exhausted_sample_body() -> dict:
-    from core.commands.watch import json_object
+    from core.commands.watch import sample_json
     from core.metrics import exposition
     from core.sampler import Sampler
 
@@ -64,7 +64,7 @@ def _exhausted_sample_body() -> dict:
             wait_until(critical, 20, "a critical sample naming the churner", poll=0.2)
         finally:
             sampler.close()
-        doc = json_object(taken["sample"], TOP)
+        doc = sample_json(taken["sample"], TOP)
         return {"doc": doc, "exposition": exposition(sample_families(doc, TOP)).decode(),
                 "churner_pid": churner.pid}
 
@@ -84,7 +84,7 @@ def assert_same_figures(doc: dict, found: dict) -> None:
     assert found[series("pool_ports_capacity", pool=ports["pool"])] == ports["capacity"]
     assert found[series("pool_pressure_ratio", pool=ports["pool"])] == ports["pressure"]
     assert found[series("pressure_ratio")] == ports["pressure"]
-    assert found[series("range_ports_capacity")] == ports["capacity"]
+    assert found[series("range_ports_capacity")] == ports.get("range_capacity", ports["capacity"])
     assert [found[series("range_first_port")], found[series("range_last_port")]] == ports["range"]
     eta = doc["forecast"]["seconds_to_exhaustion"]
     assert found[series("seconds_to_exhaustion")] == (math.inf if eta is None else eta)
@@ -123,7 +123,7 @@ def test_one_sample_gives_the_same_figures_in_the_json_and_the_exposition(exhaus
 def test_keys_added_to_the_json_are_exported_when_present(exhausted):
     doc = copy.deepcopy(exhausted["doc"])
     assert "portpressure_range_ports_in_use" not in exhausted["exposition"] or "range_in_use" in doc["ports"]
-    doc["ports"].update(range_in_use=97, range_pressure=0.97)
+    doc["ports"].update(range_in_use=97, range_capacity=100, range_pressure=0.97)
     doc["processes"][0].update(exited=True, instances=3, parent={"pid": 1, "name": "cron"})
     doc["limits"] = ["not root: other users' socket owners hidden"]
     doc["events"] = [{"time": doc["time"], "kind": "probe", "text": "failed"}]
