@@ -1,4 +1,4 @@
-"""`portpressure watch|probe|tune|report` — the command line (DESIGN.md contract).
+"""`portpressure watch|probe|tune|report|serve` — the command line (DESIGN.md contract).
 
 Each subcommand lives in core/commands/<name>.py with `register(subparsers)`; this
 module only wires them and turns bad input into one line and exit status 2.
@@ -20,7 +20,7 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 # Subcommand modules, in help order. A module missing from a build is simply not offered.
-COMMAND_MODULES = ("watch", "probe", "tune", "report")
+COMMAND_MODULES = ("watch", "probe", "tune", "report", "serve")
 
 
 class UsageError(Exception):

@@ -45,6 +45,12 @@ def format_line(sample: Sample) -> str:
             f" [{sample.sample_ms:.0f} ms]")
 
 
+def sample_json(sample: Sample, top: int | None = None) -> dict[str, Any]:
+    """The `watch --json` object for one sample (DESIGN.md "Command-line contract"):
+    the one builder every consumer of that contract calls."""
+    return sample.to_json(top=top)
+
+
 def _open_recorder(path: str, sampler: Any) -> Any:
     try:
         from core.recording import Recorder, RecordingError
@@ -83,7 +89,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 print(f"portpressure watch: sample failed, retrying: {exc}", file=sys.stderr)
             else:
                 if args.json:
-                    out.write(json.dumps(sample.to_json(top=args.top)) + "\n")
+                    out.write(json.dumps(sample_json(sample, top=args.top)) + "\n")
                 else:
                     out.write(format_line(sample) + "\n")
                 out.flush()
