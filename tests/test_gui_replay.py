@@ -50,7 +50,10 @@ def _record_under_churn(count: int, path: str) -> list[Sample]:
                     samples.append(sample)
                     recorder.append(sample)
                     # The range fills up between samples: every moment differs from the last.
-                    wait_until(lambda n=churn.ok: churn.ok >= n + 40, 10, "more churn")
+                    # On a slow machine it can be full before the last sample: then failed
+                    # attempts are what changes.
+                    wait_until(lambda n=churn.ok, f=churn.failed: churn.ok >= n + 40 or churn.failed > f,
+                               10, "more churn")
             assert recorder.error is None, recorder.error
         finally:
             sampler.close()
