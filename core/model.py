@@ -274,6 +274,11 @@ class Verdict:
         return {"level": self.level, "title": self.title, "reasons": list(self.reasons)}
 
 
+# What core.sampler puts in a Sample: the verdict is core.judgement's. Never shown, since
+# everything that shows a sample judges it first; visible (not "ok") if that were forgotten.
+UNJUDGED = Verdict("warning", "Not judged yet", ("This sample has not been through core.judgement yet.",))
+
+
 @dataclass(frozen=True)
 class ProbeFailure:
     """An outbound test that failed with an exhaustion error: evidence for the verdict."""
@@ -283,9 +288,28 @@ class ProbeFailure:
     error: str  # e.g. "[Errno 99] Cannot assign requested address"
 
 
+EventKind = Literal["setting", "probe", "note"]
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened between two samples, for the record: a setting that
+    changed (whoever changed it), an outbound test's result, a note. `details` holds the
+    kind's own keys (setting: name, old, new; probe: target, ok, category)."""
+
+    time_iso: str  # ISO-8601 with offset
+    kind: EventKind
+    text: str  # one sentence for a ticket
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"time": self.time_iso, "kind": self.kind, "text": self.text, **self.details}
+
+
 @dataclass(frozen=True)
 class Sample:
-    """Everything known at one moment. Built by core.sampler, judged by core.analysis."""
+    """Everything known at one moment. Built by core.sampler, judged (verdict, events) by
+    core.judgement."""
 
     time_iso: str  # ISO-8601 with offset
     timestamp: float  # seconds since the epoch, for plots
@@ -302,6 +326,7 @@ class Sample:
     os_name: str = ""
     limits: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
+    events: tuple[Event, ...] = ()  # new since the previous sample, oldest first
 
     def to_json(self, top: int | None = None) -> dict[str, Any]:
         """The `watch --json` contract (DESIGN.md). `top` trims the process/remote lists."""
@@ -320,4 +345,5 @@ class Sample:
             "time_wait_unattributed": self.time_wait_unattributed,
             "time_wait_seconds": self.time_wait_seconds,
             "os": self.os_name,
+            "events": [e.to_json() for e in self.events],
         }

@@ -77,6 +77,9 @@ class Evidence:
     source: str = ""  # which reader took the sample
     privileged: bool | None = None
     notes: tuple[str, ...] = ()  # e.g. "replayed from recording X", "reboot pending"
+    # Setting changes and test results over the history, oldest first (`watch --json`
+    # "events" objects): the report's timeline.
+    events: tuple[Mapping[str, Any], ...] = ()
 
 
 def safe_host(host: str) -> str:
@@ -120,6 +123,7 @@ def report_json(evidence: Evidence) -> dict[str, Any]:
         "history": {"rows": len(history), "file": "history.csv",
                     "start": _iso(float(history.times[0])), "end": _iso(float(history.times[-1]))},
         "notes": list(evidence.notes),
+        "events": [dict(e) for e in evidence.events],
         "images": [name for name, data in _images(evidence) if data],
     }
 

@@ -47,7 +47,8 @@ from PySide6.QtWidgets import (
 
 from core import __version__
 from core.history import DAY_AT_1HZ, History, HistorySnapshot
-from core.model import ProbeFailure, Sample
+from core.judgement import Judgement
+from core.model import Sample
 from core.recording import Recorder, Recording, RecordingError, check_recording
 from core.report import Evidence, ReportError, safe_host
 from gui.evidence import build_evidence, panel_rows, save_evidence
@@ -151,7 +152,8 @@ class MainWindow(QMainWindow):
         self._restore_settings(restore_geometry)
 
         self.sampling: SamplingThread | None = None
-        self.probe_panel.exhaustion_detected.connect(self.note_probe_failure)
+        self.judgement = Judgement()  # evidence outlives a sampling thread (Back to live)
+        self.probe_panel.attempted.connect(self.judgement.note_probe)
         if replay is not None:  # samples handed over in memory (tests): fed as if live
             self.source_label.setText("Replaying a recording")
             for sample in replay:
@@ -164,8 +166,8 @@ class MainWindow(QMainWindow):
 
     def _new_sampling(self) -> SamplingThread:
         make_sampler = self._make_sampler
-        worker = (SamplingWorker(make_sampler, self.interval_s) if make_sampler
-                  else SamplingWorker(interval_s=self.interval_s))
+        worker = (SamplingWorker(make_sampler, self.interval_s, self.judgement) if make_sampler
+                  else SamplingWorker(interval_s=self.interval_s, judgement=self.judgement))
         # Queued, explicitly: these run in this (the GUI) thread whatever wraps them.
         queued = Qt.ConnectionType.QueuedConnection
         worker.sample_ready.connect(self.ingest, queued)
@@ -813,10 +815,6 @@ class MainWindow(QMainWindow):
         self._set_record_checked(False)
         self.record_label.hide()
         self.show_error(f"Recording stopped: {error}")
-
-    def note_probe_failure(self, failure: ProbeFailure) -> None:
-        if self.sampling is not None:
-            self.sampling.worker.note_probe_failure(failure)
 
     # -- processes ----------------------------------------------------------------------
     def open_process_details(self, index: QModelIndex) -> ProcessDialog | None:

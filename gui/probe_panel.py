@@ -46,7 +46,6 @@ from core.probe import (
     parse_interval,
     parse_port,
     parse_timeout,
-    to_probe_failure,
 )
 
 log = logging.getLogger(__name__)
@@ -89,7 +88,7 @@ class _CurrentRun:
 
 
 class ProbePanel(QWidget):
-    exhaustion_detected = Signal(object)  # core.model.ProbeFailure
+    attempted = Signal(object)  # every ProbeResult: evidence for the verdict and a `probe` event
     results_changed = Signal()
     # From the worker thread (queued into the GUI thread): (run id, payload).
     _attempt_done = Signal(int, object)  # ProbeResult
@@ -301,9 +300,7 @@ class ProbePanel(QWidget):
         self.progress.setValue(result.attempt)
         self.diagnosis.setText(result.diagnosis)
         self.results_changed.emit()
-        failure = to_probe_failure(result)
-        if failure is not None:
-            self.exhaustion_detected.emit(failure)
+        self.attempted.emit(result)
 
     @Slot(int, object, object)
     def _on_run_done(self, run_id: int, summary: SeriesSummary, event_log: object) -> None:

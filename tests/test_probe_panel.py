@@ -139,12 +139,13 @@ def test_failures_are_listed_and_the_event_log_summary_is_shown(qtbot) -> None:
         closed = listener.port  # nothing listens there once the listener is closed
     panel = make_panel(qtbot, event_log_reader=lambda: recorded)
     fill(panel, host="127.0.0.1", port=str(closed), count="2", interval="0")
-    exhausted: list[object] = []
-    panel.exhaustion_detected.connect(exhausted.append)
+    attempts: list = []
+    panel.attempted.connect(attempts.append)
     assert panel.start()
     qtbot.waitUntil(lambda: not panel.is_running, timeout=10_000)
     assert [r["category"] for r in panel.results()] == ["refused", "refused"]
-    assert exhausted == []  # refused is not exhaustion: the verdict is not told
+    # Every attempt is told to the verdict, which knows refused is not exhaustion.
+    assert [r.category for r in attempts] == ["refused", "refused"]
     assert panel.table.item(1, 2).text() == "refused (ECONNREFUSED)"
     assert "NOT port exhaustion" in panel.diagnosis.text()
     assert panel.event_log_label.isVisible()
@@ -182,7 +183,7 @@ def _child() -> dict:
         panel = ProbePanel(event_log_reader=None)
         panel.show()
         failures: list = []
-        panel.exhaustion_detected.connect(failures.append)
+        panel.attempted.connect(failures.append)
         for name, text in (("host", "127.0.0.1"), ("port", "9000"), ("count", "1")):
             panel.fields[name].setText(text)
         started = panel.start()
@@ -190,7 +191,8 @@ def _child() -> dict:
         while panel.is_running and time.monotonic() < deadline:
             QTest.qWait(20)
         row = [panel.table.item(0, c).text() for c in range(panel.table.columnCount())]
-        out = {"started": started, "failures": [(f.target, f.error) for f in failures],
+        exhausted = [(r.target, r.error) for r in failures if r.category == "ports_exhausted"]
+        out = {"started": started, "failures": exhausted,
                "results": panel.results(), "row": row}
         panel.close()
         app.processEvents()
