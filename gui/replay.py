@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from core.model import Sample
 from core.recording import Recording, RecordingError, load_recording
-from gui.state_plot import TextStrip
+from gui.text_strip import TextStrip
 
 log = logging.getLogger(__name__)
 PAGE_SAMPLES = 60  # Page Up/Down: a minute at 1 Hz
