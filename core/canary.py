@@ -43,7 +43,7 @@ class Canary:
                  every_s: float = DEFAULT_EVERY_S, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.targets = tuple(targets)
         self.every_s = every_s
-        self.timeout_s = min(timeout_s, every_s) if every_s > 0 else timeout_s
+        self.timeout_s = timeout_s
         self._on_result = on_result
         self._prober = Prober()
         self._stopped = threading.Event()
@@ -68,9 +68,13 @@ class Canary:
             if self._stopped.wait(self.every_s):
                 return
 
-    def stop(self, timeout_s: float = 5.0) -> None:
+    def cancel(self) -> None:
+        """Stop without waiting: each thread ends within core.probe.CANCEL_SLICE_S."""
         self._stopped.set()
         self._prober.cancel()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self.cancel()
         for thread in self._threads:
             if thread.is_alive():
                 thread.join(timeout_s)

@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Protocol
 
 from core import analysis
-from core.model import Event, PortConfig, ProbeFailure, Sample, endpoint_text
+from core.model import Event, Forecast, PortConfig, ProbeFailure, Sample, endpoint_text
 from core.probe import ProbeResult, to_probe_failure
 
 WHOLE_RANGE = "*"  # the pool key where every outbound connection shares the range
@@ -115,12 +115,28 @@ class Judgement:
     def judge(self, sample: Sample, config: PortConfig) -> Sample:
         """The sample with its verdict and the events since the previous one."""
         now = self._clock()
-        verdict = analysis.judge(sample.ports, sample.forecast, config, sample.processes, sample.remotes,
+        forecast = demand_forecast(sample)
+        verdict = analysis.judge(sample.ports, forecast, config, sample.processes, sample.remotes,
                                  self.failures(config, now), now)
         with self._lock:
             events, self._events = self._events, []
         events.sort(key=lambda e: e.time_iso)
-        return replace(sample, verdict=verdict, events=sample.events + tuple(events))
+        return replace(sample, forecast=forecast, verdict=verdict, events=sample.events + tuple(events))
+
+
+def demand_forecast(sample: Sample) -> Forecast:
+    """While the busiest pool has no free port, new connections into it are too few to
+    measure (they fail before they exist); the processes' attempts (counted from kernel
+    SYN_SENT events, failed ones too: the process table's New/s) are the rate that
+    matters. The steady state is then what those attempts would keep in TIME_WAIT, so
+    the gauge's "at this rate" and the table say the same."""
+    fc, ports = sample.forecast, sample.ports
+    exhausted = ports.capacity > 0 and ports.in_use >= ports.capacity
+    attempts = sum(p.opens_per_s for p in sample.processes)
+    if not exhausted or attempts <= fc.open_rate_per_s:
+        return fc
+    return replace(fc, open_rate_per_s=attempts,
+                   steady_state_time_wait=int(round(attempts * sample.time_wait_seconds)))
 
 
 class RawSampler(Protocol):

@@ -250,6 +250,7 @@ class Forecast:
     # False where tcp_tw_reuse lets connect() take over TIME_WAIT ports of the busiest
     # pool: then the steady-state TIME_WAIT does not use up the pool (not in the JSON).
     time_wait_holds_ports: bool = True
+    open_rate_per_s: float = 0.0  # the rate behind the steady state (new connections, or attempts)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -257,6 +258,7 @@ class Forecast:
             "seconds_to_exhaustion": (
                 None if self.seconds_to_exhaustion is None else round(self.seconds_to_exhaustion, 1)
             ),
+            "open_rate_per_s": round(self.open_rate_per_s, 3),
         }
 
 

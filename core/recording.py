@@ -165,7 +165,8 @@ def sample_from_json(obj: Mapping[str, Any]) -> Sample:
         ),
         rates=Rates(float(rates["active_opens_per_s"]), float(rates["passive_opens_per_s"]),
                     float(rates["attempt_fails_per_s"])),
-        forecast=Forecast(int(fc["steady_state_time_wait"]), None if eta is None else float(eta)),
+        forecast=Forecast(int(fc["steady_state_time_wait"]), None if eta is None else float(eta),
+                          open_rate_per_s=float(fc.get("open_rate_per_s", 0.0))),
         processes=tuple(_process_from_json(p) for p in obj["processes"]),
         remotes=tuple(RemoteRow(str(r["address"]), int(r["port"]), int(r["connections"]), int(r["time_wait"]))
                       for r in obj["remotes"]),

@@ -125,3 +125,35 @@ def test_a_setting_change_is_one_event_whoever_made_it(tmp_path: Path) -> None:
     [widened] = watch.poll()
     assert (widened.details["old"], widened.details["new"]) == ([40000, 40019], [40000, 40999])
     assert widened.text == f"{PORT_RANGE} changed: 40000-40019 -> 40000-40999."
+
+
+def test_while_exhausted_at_this_rate_is_the_attempts_the_process_table_shows() -> None:
+    from core.model import ProcessRow
+
+    churner = ProcessRow(pid=7, name="churner", connections=0, time_wait=20, time_wait_exact=20,
+                         time_wait_inferred=0, opens_per_s=250.0, states={"TIME_WAIT": 20})
+    full = PortsSummary((40000, 40019), 20, 20, 1.0, "127.0.0.1 -> 127.0.0.1:9000")
+    # Every connect fails, so almost no new connection is seen into the pool.
+    seen = Forecast(steady_state_time_wait=60, seconds_to_exhaustion=0.0, open_rate_per_s=1.0)
+    sample = replace(quiet_sample(), ports=full, forecast=seen, processes=(churner,))
+    judged = Judgement(Clock()).judge(sample, LINUX)
+    assert judged.forecast.open_rate_per_s == 250.0
+    assert judged.forecast.steady_state_time_wait == 250 * 60
+    assert any("15000 sockets in TIME_WAIT" in r for r in judged.verdict.reasons), judged.verdict.reasons
+    # With free ports the measured rate into the pool stands.
+    roomy = replace(sample, ports=replace(full, in_use=5, pressure=0.25))
+    assert Judgement(Clock()).judge(roomy, LINUX).forecast == seen
+
+
+def test_the_gauge_caption_says_the_rate_it_projects(qtbot) -> None:
+    from core.model import ProcessRow
+    from gui.verdict_banner import VerdictBanner
+
+    churner = ProcessRow(pid=7, name="churner", connections=0, time_wait=20, time_wait_exact=20,
+                         time_wait_inferred=0, opens_per_s=250.0, states={"TIME_WAIT": 20})
+    full = PortsSummary((40000, 40019), 20, 20, 1.0, "127.0.0.1 -> 127.0.0.1:9000")
+    sample = replace(quiet_sample(), ports=full, processes=(churner,))
+    banner = VerdictBanner()
+    qtbot.addWidget(banner)
+    banner.show_sample(Judgement(Clock()).judge(sample, LINUX))
+    assert "At this rate (250/s): 15,000 in TIME_WAIT" in banner.gauge_caption.text()

@@ -225,3 +225,28 @@ if __name__ == "__main__":
         sys.exit(0)
     print("usage: test_probe_panel.py --child", file=sys.stderr)
     sys.exit(2)
+
+
+def test_repeat_until_cancel_tests_again_and_again_like_the_canary(qtbot) -> None:
+    with Listener("127.0.0.1", 0) as listener:
+        panel = make_panel(qtbot)
+        attempts: list = []
+        panel.attempted.connect(attempts.append)
+        fill(panel, host="127.0.0.1", port=str(listener.port), interval="0.05")
+        panel.repeat_box.setChecked(True)
+        assert not panel.fields["count"].isEnabled()  # no count: it runs until Cancel
+        assert panel.start()
+        qtbot.waitUntil(lambda: len(attempts) >= 3, timeout=10_000)
+        assert panel.is_running
+        panel.cancel()
+        qtbot.waitUntil(lambda: not panel.is_running, timeout=5_000)
+        done = len(attempts)
+        assert all(r.ok for r in attempts) and done == len(panel.results())
+        assert panel.last_summary is not None and panel.last_summary.attempts == done
+        assert panel.last_summary.successes == done and panel.last_summary.cancelled
+        # Nothing more arrives once cancelled, and a plain run still works afterwards.
+        panel.repeat_box.setChecked(False)
+        fill(panel, count="1")
+        assert panel.start()
+        qtbot.waitUntil(lambda: not panel.is_running, timeout=10_000)
+        assert len(attempts) == done + 1
