@@ -169,7 +169,8 @@ def run_window(seconds: float, interval_s: float, tick_timer: bool = True) -> Wi
     timer.timeout.connect(tick)
     process = psutil.Process()
     # On Linux the sampler runs in a child process: its CPU is the app's too.
-    sampler_pid = getattr(window.session.sampling.worker.sampler, "pid", None)
+    judged = window.session.sampling.worker.sampler  # core.judgement.JudgedSampler
+    sampler_pid = getattr(judged.sampler if judged is not None else None, "pid", None)
     sampler_process = psutil.Process(sampler_pid) if sampler_pid else None
     sampler_before = sampler_process.cpu_times() if sampler_process else None
     threads_before = {t.id: t.user_time + t.system_time for t in process.threads()}
