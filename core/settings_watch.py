@@ -13,16 +13,36 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from core.judgement import now_iso as wall_now_iso
-from core.model import Event
+from core.model import Event, PortConfig
 from core.tuning import SettingState, TuningBackend, TuningError, format_value, open_backend
 from core.tuning.base import to_jsonable
 
 log = logging.getLogger(__name__)
 WINDOWS_EVERY_S = 5.0
+
+
+# Recorded setting changes that change what PortConfig says (a replayed moment's settings).
+_RANGE_NAMES = ("net.ipv4.ip_local_port_range", "DynamicPortRange")
+_TW_REUSE_NAME = "net.ipv4.tcp_tw_reuse"
+
+
+def config_after(config: PortConfig, events: Iterable[Event]) -> PortConfig:
+    """The port settings after these `setting` events (oldest first): what was in effect
+    at a replayed moment, when the recording's header holds those of its start."""
+    for event in events:
+        name, new = event.details.get("name"), event.details.get("new")
+        if event.kind != "setting":
+            continue
+        if name == _TW_REUSE_NAME and isinstance(new, int):
+            config = replace(config, tw_reuse=new)
+        elif name in _RANGE_NAMES and isinstance(new, list | tuple) and len(new) == 2:
+            config = replace(config, dynamic_range=(int(new[0]), int(new[1])))
+    return config
 
 
 def _readable(state: SettingState) -> bool:

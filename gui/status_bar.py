@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
 
 from core.model import PortConfig, Sample
 from core.recording import Recorder, Recording
+from core.settings_watch import config_after
 from gui.replay import describe
 from gui.sampling_worker import SourceFacts
 from gui.session import LIVE, LOADING, REPLAY, Session
@@ -60,6 +61,7 @@ class StatusBar(QStatusBar):
         session.message.connect(lambda text: self.showMessage(text, 10000))
         session.mode_changed.connect(self.show_mode)
         session.recording_loaded.connect(self.show_recording)
+        session.replay_moved.connect(self.show_replayed_settings)
         session.load_failed.connect(self.show_error)
         session.recorder_changed.connect(self.show_recorder)
         session.cleared.connect(self._show_interval)
@@ -101,6 +103,7 @@ class StatusBar(QStatusBar):
             "\n" + "\n".join(config.notes) if config.notes else ""))
 
     def show_recording(self, recording: Recording) -> None:
+        self._show_replay_mode(recording)
         header = recording.header or {}
         host = header.get("host") or "an unknown host"
         self.privilege_label.setText(f"Recorded on {host}")
@@ -112,8 +115,11 @@ class StatusBar(QStatusBar):
             self.source_label.setToolTip("This recording's header does not carry the port range")
             return
         self.source_label.setText(port_settings_text(config))
-        self.source_label.setToolTip("The port settings recorded when the recording started"
+        self.source_label.setToolTip("The port settings at the replayed moment: those recorded when the "
+                                     "recording started, with the setting changes it recorded since"
                                      + ("\n" + "\n".join(config.notes) if config.notes else ""))
+
+    def _show_replay_mode(self, recording: Recording) -> None:
         # The file and the count here; the period in the title, the bar above the plot and the tooltip.
         count = len(recording)
         warned = (f" · {len(recording.warnings)} warning{'' if len(recording.warnings) == 1 else 's'}"
@@ -121,6 +127,15 @@ class StatusBar(QStatusBar):
         self.mode_label.setText(f"Replay of {recording.path.name}, {count:,} "
                                 f"sample{'' if count == 1 else 's'}{warned}")
         self.mode_label.setToolTip("\n".join((describe(recording), str(recording.path)) + recording.warnings))
+
+    def show_replayed_settings(self, _index: int, sample: Sample) -> None:
+        """The port settings in effect at the replayed moment: the recording's header
+        holds those of its start, its setting events say what changed since."""
+        recording = self.session.recording
+        if recording is None or recording.port_config is None:
+            return
+        changes = [e for e in recording.events if e.kind == "setting" and e.time_iso <= sample.time_iso]
+        self.source_label.setText(port_settings_text(config_after(recording.port_config, changes)))
 
     def show_mode(self, mode: str) -> None:
         loader = self.session.loader
@@ -132,7 +147,7 @@ class StatusBar(QStatusBar):
                 size = ""
             self.mode_label.setText(f"Loading {loader.path.name}{size}…")
         elif mode == REPLAY and self.session.recording is not None:
-            self.show_recording(self.session.recording)  # also after a failed load over a replay
+            self._show_replay_mode(self.session.recording)  # also after a failed load over a replay
         elif mode == LIVE and self.session.recording is None:
             self._show_interval()
         self.mode_label.setVisible(mode in (LOADING, REPLAY) or self.session.recording is not None)

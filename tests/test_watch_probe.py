@@ -9,14 +9,16 @@ import os
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 
-from tests.support.netns import requires_netns, run_in_netns, wait_until
+from tests import test_gui_window as window_tests
+from tests.support.netns import netns_unavailable_reason, run_in_netns, wait_until
 from tests.support.traffic import Churner, Listener
 from tests.test_watch_cli import ROOT, check_contract, portpressure
 
+settings = window_tests.settings
+make_window = window_tests.make_window
 NARROW = {"net.ipv4.ip_local_port_range": "40000 40019", "net.ipv4.tcp_tw_reuse": "0"}
 LAUNCH = "import sys; from gui.launcher import main; sys.exit(main())"
 
@@ -54,13 +56,13 @@ def events(line: dict, kind: str) -> list[dict]:
     return [e for e in line["events"] if e["kind"] == kind]
 
 
-def _canary_body(backups: str) -> dict:
+def _canary_body(backups: str, recording: str) -> dict:
     env = dict(os.environ, PORTPRESSURE_BACKUP_DIR=backups)
     with Listener("127.0.0.1", 9000), \
             Churner("127.0.0.1", 9000, hold_s=0.02, duration_s=90, name="churner") as churner:
         wait_until(lambda: churner.addr_not_avail > 0, 30, "the churner to exhaust the 20-port range")
         watch = Lines("--interval", "0.3", "--probe", "127.0.0.1:9000", "--probe-every", "0.3",
-                      "--duration", "80", env=env)
+                      "--duration", "80", "--record", recording, env=env)
         try:
             failed = watch.first("critical with a failed test", lambda o: o["verdict"]["level"] == "critical"
                                  and any(e["category"] == "ports_exhausted" for e in events(o, "probe")))
@@ -86,10 +88,20 @@ def _canary_body(backups: str) -> dict:
             "recovered": recovered, "widened": widened, "stderr": stderr}
 
 
-@requires_netns
+@pytest.fixture(scope="module")
+def canary_run(tmp_path_factory) -> dict:
+    """One run of the story for the tests below: its lines and its recording."""
+    if (reason := netns_unavailable_reason()) is not None:
+        pytest.skip(reason)
+    folder = tmp_path_factory.mktemp("canary")
+    r = run_in_netns(_canary_body, str(folder / "backups"), str(folder / "canary.jsonl.gz"), sysctls=NARROW,
+                     timeout=150)
+    return {**r, "recording": folder / "canary.jsonl.gz"}
+
+
 @pytest.mark.netns
-def test_watch_probe_follows_the_fix_and_records_every_change(tmp_path: Path) -> None:
-    r = run_in_netns(_canary_body, str(tmp_path / "backups"), sysctls=NARROW, timeout=150)
+def test_watch_probe_follows_the_fix_and_records_every_change(canary_run: dict) -> None:
+    r = canary_run
     lines = r["lines"]
     for obj in lines:
         check_contract(obj)
@@ -126,3 +138,27 @@ def test_bad_probe_targets_are_one_line_and_exit_2(value: str, needle: str) -> N
 def test_probe_every_must_be_positive() -> None:
     result = portpressure("watch", "--count", "1", "--probe", "127.0.0.1:9", "--probe-every", "0")
     assert result.returncode == 2 and "--probe-every" in result.stderr
+
+
+@pytest.mark.netns
+@pytest.mark.gui
+def test_the_replay_shows_the_changes_and_the_settings_of_each_moment(qtbot, make_window, canary_run) -> None:
+    """The recording keeps every event: replayed, the plot marks the changes and the tests'
+    turns, and the status bar gives the settings in effect at the moment under the cursor."""
+    window = make_window(start=False)
+    with qtbot.waitSignal(window.loading_finished, timeout=20_000) as loaded:
+        assert window.open_recording(canary_run["recording"])
+    assert loaded.args == [True]
+    recording = window.session.recording
+    kinds = {e.kind for e in recording.events}
+    assert kinds == {"setting", "probe"}
+    labels = window.plot.markers.labels()
+    assert "tcp_tw_reuse 0→1" in labels and "ip_local_port_range 40000-40019→40000-40199" in labels
+    assert "test failed" in labels and "test connected" in labels
+    slider = window.replay_bar.slider
+    slider.setValue(0)
+    assert "tcp_tw_reuse 0" in window.status_bar.source_label.text()
+    assert "ports 40000-40019" in window.status_bar.source_label.text()
+    slider.setValue(slider.maximum())
+    assert "tcp_tw_reuse 1" in window.status_bar.source_label.text()
+    assert "ports 40000-40199" in window.status_bar.source_label.text()
