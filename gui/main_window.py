@@ -220,10 +220,10 @@ class MainWindow(QMainWindow):
         # Left/Right step the replay one sample wherever the focus is in the bar or the plot.
         self.previous_action = QAction("Previous sample", self)
         self.previous_action.setShortcut(QKeySequence(Qt.Key.Key_Left))
-        self.previous_action.triggered.connect(lambda: self.step_replay(-1))
+        self.previous_action.triggered.connect(lambda: self.replay_bar.step(-1))
         self.next_action = QAction("Next sample", self)
         self.next_action.setShortcut(QKeySequence(Qt.Key.Key_Right))
-        self.next_action.triggered.connect(lambda: self.step_replay(1))
+        self.next_action.triggered.connect(lambda: self.replay_bar.step(1))
         for action in (self.previous_action, self.next_action):
             action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             self.replay_bar.addAction(action)
@@ -326,16 +326,11 @@ class MainWindow(QMainWindow):
         self.plot.set_replaying(True)
         self.plot.load(recording.snapshot(), recording.events)
         self.plot.set_whole(True)
-        self.replay_bar.show_recording(recording)
-        self.replay_bar.show()
         text = describe(recording)
         self.setWindowTitle(f"PortPressure {__version__} — {text}")
         peak = peak_index(recording)
+        self.replay_bar.start(recording, peak)
         self.show_replay_index(peak)
-        self.replay_bar.slider.blockSignals(True)
-        self.replay_bar.slider.setValue(peak)
-        self.replay_bar.slider.blockSignals(False)
-        self.replay_bar.slider.setFocus()
         log.info("%s, loaded in %.2f s", text, recording.load_seconds)
         self.loading_finished.emit(True)
 
@@ -349,11 +344,6 @@ class MainWindow(QMainWindow):
         self.plot.set_replay_cursor(index)
         self.replay_bar.show_moment(index, sample)
         self.replay_shown.emit(index)
-
-    def step_replay(self, step: int) -> None:
-        if self.session.recording is not None:
-            slider = self.replay_bar.slider
-            slider.setValue(min(max(slider.value() + step, 0), slider.maximum()))
 
     def show_peak(self) -> None:
         recording = self.session.recording
