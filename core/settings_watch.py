@@ -23,7 +23,7 @@ from core.tuning import SettingState, TuningBackend, TuningError, format_value, 
 from core.tuning.base import to_jsonable
 
 log = logging.getLogger(__name__)
-WINDOWS_EVERY_S = 5.0
+WINDOWS_EVERY_S = 15.0  # netsh runs a few processes per read: a change shows within 15 s
 
 
 # Recorded setting changes that change what PortConfig says (a replayed moment's settings).
@@ -52,7 +52,7 @@ def _readable(state: SettingState) -> bool:
 def setting_event(time_iso: str, old: SettingState, new: SettingState) -> Event:
     text = (f"{new.name} changed: {format_value(old.value, old.unit)} -> "
             f"{format_value(new.value, new.unit)}")
-    if new.needs_reboot and new.effective != new.value:
+    if new.needs_reboot:  # the value is stored now; Windows reads it at boot
         text += " (takes effect after a reboot)"
     return Event(time_iso, "setting", text + ".",
                  {"name": new.name, "old": to_jsonable(old.value), "new": to_jsonable(new.value)})

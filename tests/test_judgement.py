@@ -157,3 +157,24 @@ def test_the_gauge_caption_says_the_rate_it_projects(qtbot) -> None:
     qtbot.addWidget(banner)
     banner.show_sample(Judgement(Clock()).judge(sample, LINUX))
     assert "At this rate (250/s): 15,000 in TIME_WAIT" in banner.gauge_caption.text()
+
+
+def test_a_registry_change_made_with_regedit_is_one_event_on_windows(tmp_path: Path) -> None:
+    """The Windows readers over the in-memory registry and recorded netsh the tuning tests
+    use; the watch re-reads at most every WINDOWS_EVERY_S there (netsh runs processes)."""
+    from core.settings_watch import WINDOWS_EVERY_S
+    from core.tuning.windows import TIMED_WAIT_DELAY
+    from tests.test_tuning_windows import KEY, backend
+
+    registry_backend = backend(tmp_path)
+    clock = Clock()
+    watch = SettingsWatch(registry_backend, clock=clock, now_iso=lambda: "2026-01-01T00:00:01.000+00:00")
+    assert watch.poll() == ()
+    registry_backend.registry.write_dword(KEY, TIMED_WAIT_DELAY, 30)  # as regedit would
+    assert watch.poll() == ()  # not re-read yet
+    clock.now += WINDOWS_EVERY_S
+    [event] = watch.poll()
+    assert (event.details["name"], event.details["old"], event.details["new"]) == (TIMED_WAIT_DELAY, None, 30)
+    assert "(not set) -> 30 s" in event.text and "after a reboot" in event.text
+    clock.now += WINDOWS_EVERY_S
+    assert watch.poll() == ()
