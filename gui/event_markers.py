@@ -63,8 +63,9 @@ class EventMarkers:
             line = pg.InfiniteLine(
                 pos=when, angle=90, movable=False, pen=pg.mkPen(colour, width=1, style=Qt.PenStyle.DashLine),
                 label=marker_label(event),
-                # Upright, beside the top of the line, on a light ground over the curves.
-                labelOpts={"position": 0.98, "color": colour, "anchors": [(0, 0), (0, 0)],
+                # Upright, ending at the line (live, the newest events are at the right
+                # edge), below the capacity label, on a light ground over the curves.
+                labelOpts={"position": 0.9, "color": colour, "anchors": [(1, 0), (1, 0)],
                            "fill": (255, 255, 255, 210)})
             line.setToolTip(event.text)
             line.setZValue(5)

@@ -143,7 +143,7 @@ class VerdictBanner(QFrame):
         if eta is not None:
             lines.append("Out of ports now" if eta <= 0 else f"Out of ports in ~{eta:.0f} s")
         rate = sample.forecast.open_rate_per_s
-        lines.append(f"At this rate ({rate:,.0f}/s): {steady:,} in TIME_WAIT" if rate >= 1 else
+        lines.append(f"At {rate:,.0f}/s: {steady:,} in TIME_WAIT" if rate >= 1 else
                      f"At this rate: {steady:,} in TIME_WAIT")
         self.gauge_caption.setText("\n".join(lines))
         self.gauge_caption.setToolTip(
