@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from core import __version__
+from core.cli import SMALLEST_WINDOW
 from core.history import DAY_AT_1HZ
 from core.model import Sample
 from core.recording import Recording
@@ -44,6 +45,8 @@ from gui.file_choosers import (
     default_recording_name,
     pixmap_png,
 )
+from gui.help_page import HelpAction
+from gui.keyboard import details_action
 from gui.probe_panel import ProbePanel
 from gui.process_pane import ProcessPane, RemotePane
 from gui.replay import ReplayBar, describe, peak_index, when
@@ -58,7 +61,7 @@ from gui.verdict_banner import VerdictBanner
 log = logging.getLogger(__name__)
 
 DEFAULT_SIZE = (1280, 800)
-MINIMUM_SIZE = (1024, 700)
+MINIMUM_SIZE = SMALLEST_WINDOW  # `gui --screenshot --size` checks against it
 
 class MainWindow(QMainWindow):
     sample_shown = Signal(object)  # a live Sample, after every view has taken it (tests)
@@ -88,9 +91,9 @@ class MainWindow(QMainWindow):
         self.resize(*DEFAULT_SIZE)
 
         self._build_views(history_capacity)
-        self._build_actions()
-        self.status_bar = StatusBar(self.session, self)
+        self.status_bar = StatusBar(self.session, self)  # first: View > Messages is its action
         self.setStatusBar(self.status_bar)
+        self._build_actions()
         self._follow_session()
         self._restore_settings(restore_geometry)
 
@@ -247,7 +250,10 @@ class MainWindow(QMainWindow):
         view_menu.addSeparator()
         view_menu.addAction(self.plot.pause_action)
         view_menu.addAction(self.filter_action)
+        view_menu.addAction(details_action(self, self.processes.process_view, self.processes.open_details))
+        view_menu.addAction(self.status_bar.messages_action)
         help_menu = menu.addMenu("&Help")
+        help_menu.addAction(HelpAction(self))
         help_menu.addAction(self.about_action)
 
         toolbar = self.addToolBar("Main")

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.model import Sample
+from gui.keyboard import EnterOpens
 from gui.process_dialog import ProcessDialog
 from gui.table_models import (
     PROCESS_SOCKETS_COLUMN,
@@ -69,7 +70,9 @@ class ProcessPane(QWidget):
         self.process_proxy.setSourceModel(self.process_model)
         self.process_view = table_view(self.process_proxy, PROCESS_SOCKETS_COLUMN)
         self.process_view.doubleClicked.connect(self.open_details)
-        self.process_view.setToolTip("Double-click a process for its path, user, command line and endpoints")
+        self.enter_opens = EnterOpens(self.process_view, self.open_details)
+        self.process_view.setToolTip("Double-click a process (or press Enter) for its path, user, command "
+                                     "line and endpoints")
         self.process_view.horizontalHeader().resizeSection(1, 150)
         self.filter_box = QLineEdit()
         self.filter_box.setPlaceholderText("Filter processes by pid, name or state (Ctrl+F)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QWidget
+from PySide6.QtWidgets import QLabel, QProgressBar, QWidget
 
 from core.model import PortConfig, Sample
 from core.recording import Recorder, Recording
@@ -16,6 +16,7 @@ from core.settings_watch import config_after
 from gui.replay import describe
 from gui.sampling_worker import SourceFacts
 from gui.session import LIVE, LOADING, REPLAY, Session
+from gui.status_messages import ElidedLabel, MessageStatusBar
 from gui.text_strip import TextStrip
 
 log = logging.getLogger(__name__)
@@ -28,11 +29,14 @@ def port_settings_text(config: PortConfig) -> str:
             f"TIME_WAIT {config.time_wait_seconds:g} s{reuse}")
 
 
-class StatusBar(QStatusBar):
+class StatusBar(MessageStatusBar):
+    """Long messages elided in the middle, every message kept for View > Messages
+    (gui/status_messages.py); the read-outs follow the session."""
+
     def __init__(self, session: Session, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session = session
-        self.error_label = QLabel()
+        self.error_label = ElidedLabel(self.log)
         self.error_label.setStyleSheet("color: #b71c1c; font-weight: bold;")
         self.error_label.setWordWrap(False)
         # Its text changes every sample: a TextStrip repaints without re-laying out the window.
@@ -153,6 +157,8 @@ class StatusBar(QStatusBar):
         self.mode_label.setVisible(mode in (LOADING, REPLAY) or self.session.recording is not None)
 
     def show_error(self, text: str) -> None:
+        if text == self.error_label.text():
+            return  # cleared by every sample: only a change costs a re-fit
         self.error_label.setText(text)
         self.error_label.setToolTip(text)
         if text:

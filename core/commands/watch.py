@@ -24,7 +24,8 @@ def register(sub: Any) -> None:
     limit.add_argument("--count", type=positive_int, metavar="N", help="stop after N samples")
     limit.add_argument("--duration", type=positive_float, metavar="S", help="stop after S seconds")
     p.add_argument("--json", action="store_true", help="one JSON object per sample per line (the contract)")
-    p.add_argument("--record", metavar="FILE", help="also append every sample to FILE (JSON lines)")
+    p.add_argument("--record", metavar="FILE",
+                   help="also append every sample to FILE (JSON lines; gzip when FILE ends in .gz)")
     p.add_argument("--top", type=positive_int, default=10, metavar="N",
                    help="processes and remotes per JSON line (default 10)")
     p.add_argument("--probe", action="append", type=probe_target, default=[], metavar="HOST:PORT",
