@@ -47,6 +47,7 @@ from core.history import History, HistorySnapshot
 from core.model import (
     LEVEL_ORDER,
     STATE_NAMES,
+    Event,
     Forecast,
     PoolUsage,
     PortConfig,
@@ -166,7 +167,8 @@ def sample_from_json(obj: Mapping[str, Any]) -> Sample:
         ),
         rates=Rates(float(rates["active_opens_per_s"]), float(rates["passive_opens_per_s"]),
                     float(rates["attempt_fails_per_s"])),
-        forecast=Forecast(int(fc["steady_state_time_wait"]), None if eta is None else float(eta)),
+        forecast=Forecast(int(fc["steady_state_time_wait"]), None if eta is None else float(eta),
+                          open_rate_per_s=float(fc.get("open_rate_per_s", 0.0))),
         processes=tuple(_process_from_json(p) for p in obj["processes"]),
         remotes=tuple(RemoteRow(str(r["address"]), int(r["port"]), int(r["connections"]), int(r["time_wait"]))
                       for r in obj["remotes"]),
@@ -177,7 +179,18 @@ def sample_from_json(obj: Mapping[str, Any]) -> Sample:
         os_name=str(obj.get("os", "")),
         limits=tuple(str(x) for x in obj.get("limits", ())),
         extra=dict(obj.get("extra", {})),
+        events=tuple(event_from_json(e) for e in obj.get("events", ())),
     )
+
+
+def event_from_json(obj: Mapping[str, Any]) -> Event:
+    """The inverse of Event.to_json."""
+    kind = obj["kind"]
+    if kind not in ("setting", "probe", "note"):
+        raise ValueError(f"unknown event kind {kind!r}")
+    details = {k: v for k, v in obj.items() if k not in ("time", "kind", "text")}
+    parse_time(obj["time"])  # checked: markers are placed by it
+    return Event(str(obj["time"]), kind, str(obj["text"]), details)
 
 
 def _process_from_json(p: Mapping[str, Any]) -> ProcessRow:
@@ -701,6 +714,7 @@ class Recording:
     truncated_lines: int  # lines cut short (the recorder stopped mid-write)
     warnings: tuple[str, ...]  # one line per kind of problem found
     load_seconds: float
+    events: tuple[Event, ...] = ()  # every sample's events, in time order (plot markers, report)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -768,6 +782,7 @@ def load_recording(path: str | os.PathLike[str]) -> Recording:
     times = array("d")
     values_flat = array("d")  # a list of row lists would take ~55 MB for a day
     line_numbers = array("q")
+    events: list[Event] = []
     for reader in _segments(raw, problems):
         for number, text, terminated in reader.lines(checkpoints):
             if not text.strip():
@@ -778,6 +793,8 @@ def load_recording(path: str | os.PathLike[str]) -> Recording:
                     headers.append(obj)
                     continue
                 timestamp, row = history_row(obj)
+                if obj.get("events"):
+                    events.extend(event_from_json(e) for e in obj["events"])
             except (ValueError, KeyError, TypeError, AttributeError, IndexError):
                 if terminated:
                     problems.garbage_lines += 1
@@ -813,6 +830,7 @@ def load_recording(path: str | os.PathLike[str]) -> Recording:
         truncated_lines=problems.truncated_lines,
         warnings=tuple(warnings),
         load_seconds=time.perf_counter() - started,
+        events=tuple(sorted(events, key=lambda e: parse_time(e.time_iso))),
     )
 
 

@@ -364,13 +364,8 @@ def settings_table(settings: Sequence[Mapping[str, Any]]) -> str:
 
 
 def sample_events(sample: Sample) -> tuple[Mapping[str, Any], ...]:
-    """The sample's `events` (DESIGN's contract addition), wherever this build keeps them."""
-    found = getattr(sample, "events", None)
-    if found is None:
-        found = sample.extra.get("events")
-    if not isinstance(found, list | tuple):
-        return ()
-    return tuple(e for e in found if isinstance(e, Mapping))
+    """The sample's `events` (DESIGN's contract addition) as JSON objects."""
+    return tuple(event.to_json() for event in sample.events)
 
 
 def timeline(evidence: Evidence) -> list[Mapping[str, Any]]:

@@ -153,7 +153,9 @@ class VerdictBanner(QFrame):
         lines = [pool_caption(ports)]
         if eta is not None:
             lines.append("Out of ports now" if eta <= 0 else f"Out of ports in ~{eta:.0f} s")
-        lines.append(f"At this rate: {steady:,} in TIME_WAIT")
+        rate = sample.forecast.open_rate_per_s
+        lines.append(f"At {rate:,.0f}/s: {steady:,} in TIME_WAIT" if rate >= 1 else
+                     f"At this rate: {steady:,} in TIME_WAIT")
         self.gauge_caption.setText("\n".join(lines))
         self.gauge_caption.setToolTip(
             f"Busiest pool: {ports.pool}\nSockets that would sit in TIME_WAIT if connections kept being "

@@ -8,7 +8,7 @@ import pytest
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt
 
 from core.model import ProcessRow, RemoteRow
-from gui.state_plot import PlotBuffer
+from gui.plot_buffer import PlotBuffer
 from gui.table_models import (
     KEY_ROLE,
     PROCESS_SOCKETS_COLUMN,

@@ -37,10 +37,10 @@ def open_dialogs(window: MainWindow) -> list[ProcessDialog]:
 
 
 def test_enter_on_a_process_row_opens_its_details(qtbot, window: MainWindow) -> None:
-    view = window.process_view
+    view = window.processes.process_view
     view.setFocus()
-    view.setCurrentIndex(window.process_proxy.index(1, 0))
-    pid = window.process_proxy.index(1, 0).data()
+    view.setCurrentIndex(window.processes.process_proxy.index(1, 0))
+    pid = window.processes.process_proxy.index(1, 0).data()
     QTest.keyClick(view, Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: len(open_dialogs(window)) == 1, timeout=3000)
     assert str(pid) in open_dialogs(window)[0].windowTitle()
@@ -48,11 +48,11 @@ def test_enter_on_a_process_row_opens_its_details(qtbot, window: MainWindow) -> 
 
 def test_the_menu_item_opens_the_selected_process_or_says_what_to_do(qtbot, window: MainWindow) -> None:
     details = menu_actions(window, "&View")["Process &details…"]
-    window.process_view.setCurrentIndex(window.process_proxy.index(-1, -1))
+    window.processes.process_view.setCurrentIndex(window.processes.process_proxy.index(-1, -1))
     details.trigger()
     assert not open_dialogs(window)
     assert "select a process" in window.statusBar().currentMessage()
-    window.process_view.setCurrentIndex(window.process_proxy.index(0, 0))
+    window.processes.process_view.setCurrentIndex(window.processes.process_proxy.index(0, 0))
     details.trigger()
     qtbot.waitUntil(lambda: len(open_dialogs(window)) == 1, timeout=3000)
 

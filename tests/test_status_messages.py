@@ -57,7 +57,7 @@ def test_an_error_never_prints_over_a_message_or_the_read_outs(qtbot, window: Ma
     bar = window.statusBar()
     error = f"Could not save the evidence: cannot write the report in {LONG_PATH}: Permission denied"
     window.show_error(error)
-    label = window.error_label
+    label = window.status_bar.error_label
     painted = QLabel.text(label)  # what Qt paints, not the whole text
     assert painted.startswith("Could not save") and painted.endswith("Permission denied")
     assert label.text() == error and label.toolTip() == error

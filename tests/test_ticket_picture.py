@@ -126,7 +126,7 @@ def test_side_panels_need_no_scrolling_and_key_columns_show(qtbot, tmp_path: Pat
         ["Setting", "In effect", "Default", "Notes"]
     window.resize(1024, 700)
     qtbot.waitUntil(lambda: window.width() == 1024, timeout=3000)
-    view = window.process_view
+    view = window.processes.process_view
     header = view.horizontalHeader()
     titles = [header.model().headerData(c, Qt.Orientation.Horizontal) for c in range(header.count())]
     for title in ("PID", "Name", "Sockets", "TIME_WAIT"):
