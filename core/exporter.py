@@ -2,9 +2,10 @@
 interval, turns each sample's `watch --json` object into a rendered exposition, and
 keeps only the latest one. A scrape reads `latest` and never waits on the kernel.
 
-With canary targets a second thread runs the window's outbound test (core.probe.Prober)
-against each of them every `probe_every_s`; a failure with an exhaustion error is
-evidence for the verdict (Sampler.note_probe_failure), exactly as in the window.
+The sampler is a core.judgement.JudgedSampler, as for `watch` and the window: the verdict
+comes from the same judgement. With canary targets core.canary repeats the window's
+outbound test against each of them every `probe_every_s`; each result is evidence for the
+verdict and a `probe` event (JudgedSampler.note_probe), exactly as `watch --probe`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from dataclasses import dataclass
 from prometheus_client.core import Metric
 
 from core import __version__
+from core.canary import DEFAULT_EVERY_S as DEFAULT_PROBE_EVERY_S
+from core.canary import Canary
 from core.commands.watch import sample_json
+from core.judgement import JudgedSampler
 from core.metrics import (
     CanaryStatus,
     ExporterStatus,
@@ -28,12 +32,8 @@ from core.metrics import (
     status_families,
 )
 from core.model import endpoint_text
-from core.probe import DEFAULT_TIMEOUT_S, ProbeCancelled, Prober, ProbeResult, to_probe_failure
-from core.sampler import Sampler
-from core.sampler_process import SamplerProcess
+from core.probe import DEFAULT_TIMEOUT_S, ProbeResult
 from core.sources import SourceError
-
-DEFAULT_PROBE_EVERY_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -45,12 +45,10 @@ class Exposition:
     sample_time: float  # Unix time of the sample
 
 
-class Canary:
-    """The outbound test against one target, repeated; keeps the latest result."""
+class CanaryState:
+    """The latest outbound test result against one target, and the attempts by outcome."""
 
     def __init__(self, host: str, port: int) -> None:
-        self.host = host
-        self.port = port
         self.target = endpoint_text(host, port)
         self._lock = threading.Lock()
         self._latest: ProbeResult | None = None
@@ -72,7 +70,7 @@ class Canary:
 class Exporter:
     """Owns the sampler (only its sampling thread samples) and the latest exposition."""
 
-    def __init__(self, sampler: Sampler | SamplerProcess, *, interval_s: float, top: int,
+    def __init__(self, sampler: JudgedSampler, *, interval_s: float, top: int,
                  canaries: Sequence[tuple[str, int]] = (), probe_every_s: float = DEFAULT_PROBE_EVERY_S,
                  probe_timeout_s: float = DEFAULT_TIMEOUT_S, count: int | None = None,
                  on_exposition: Callable[[Exposition], None] | None = None,
@@ -80,36 +78,32 @@ class Exporter:
         self._sampler = sampler
         self.interval_s = interval_s
         self.top = top
-        self.canaries = tuple(Canary(host, port) for host, port in canaries)
-        self._probe_every_s = probe_every_s
-        self._probe_timeout_s = probe_timeout_s
+        self.canaries = {(host, port): CanaryState(host, port) for host, port in canaries}
+        self._canary = (Canary(tuple(self.canaries), self._note_probe, every_s=probe_every_s,
+                               timeout_s=probe_timeout_s) if canaries else None)
         self._count = count
         self._on_exposition = on_exposition
         self._on_error = on_error
         self._stop = threading.Event()
         self.finished = threading.Event()  # the sampling loop ended (count reached or stopped)
         self.broken: str | None = None  # why sampling stopped by itself, if it did
-        self._prober = Prober()
         self._events: Counter[str] = Counter()
         self.samples = 0
         self.failures = 0
         self.latest: Exposition | None = None
-        self._threads = [threading.Thread(target=self._sample_loop, name="portpressure-sampling",
-                                          daemon=True)]
-        if self.canaries:
-            self._threads.append(threading.Thread(target=self._canary_loop, name="portpressure-canary",
-                                                  daemon=True))
+        self._thread = threading.Thread(target=self._sample_loop, name="portpressure-sampling", daemon=True)
 
     def start(self) -> None:
-        for thread in self._threads:
-            thread.start()
+        self._thread.start()
+        if self._canary is not None:
+            self._canary.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
-        self._prober.cancel()
-        for thread in self._threads:
-            if thread.is_alive():
-                thread.join(timeout)
+        if self._canary is not None:
+            self._canary.stop(timeout)
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     # -- threads -------------------------------------------------------------------------
     def _sample_loop(self) -> None:
@@ -145,23 +139,17 @@ class Exporter:
         status = ExporterStatus(version=__version__, os_name=sample.os_name, source=self._sampler.source_name,
                                 interval_s=self.interval_s, sample_time=sample.timestamp,
                                 samples=self.samples, failures=self.failures, events=dict(self._events))
-        canaries = [s for s in (c.status() for c in self.canaries) if s is not None]
+        canaries = [s for s in (c.status() for c in self.canaries.values()) if s is not None]
         families = [*sample_families(doc, self.top), *canary_families(canaries), *status_families(status)]
         latest = Exposition(exposition(families), tuple(families), sample.timestamp)
         self.latest = latest
         if self._on_exposition is not None:
             self._on_exposition(latest)
 
-    def _canary_loop(self) -> None:
-        while not self._stop.is_set():
-            for canary in self.canaries:
-                try:
-                    result = self._prober.probe(canary.host, canary.port, self._probe_timeout_s)
-                except ProbeCancelled:  # stop() was called while it waited
-                    return
-                canary.record(result)
-                failure = to_probe_failure(result)
-                if failure is not None:
-                    self._sampler.note_probe_failure(failure)
-            if self._stop.wait(self._probe_every_s):
-                return
+    def _note_probe(self, result: ProbeResult) -> None:
+        """A canary result (from its own thread): the target's latest state for the
+        metrics, evidence and a `probe` event for the next verdict."""
+        state = self.canaries.get((result.host, result.port)) if result.port is not None else None
+        if state is not None:
+            state.record(result)
+        self._sampler.note_probe(result)

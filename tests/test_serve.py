@@ -46,12 +46,13 @@ def series(metric: str, **labels: str) -> tuple[str, frozenset]:
 
 def _exhausted_sample_body() -> dict:
     from core.commands.watch import sample_json
+    from core.judgement import JudgedSampler
     from core.metrics import exposition
     from core.sampler import Sampler
 
     with Listener("127.0.0.1", 9000), Churner("127.0.0.1", 9000, hold_s=0.02, name="churner") as churner:
         wait_until(lambda: churner.addr_not_avail > 0, 30, "the churner to hit EADDRNOTAVAIL")
-        sampler = Sampler()
+        sampler = JudgedSampler(Sampler())  # judged as watch and serve judge it
         try:
             taken: dict = {}
 

@@ -183,8 +183,10 @@ def _check_textfile(path: str) -> str:
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from core.exporter import Exporter, Exposition
+    from core.judgement import JudgedSampler
     from core.metrics import FixedCollector
     from core.sampler_process import open_sampler
+    from core.settings_watch import SettingsWatch
 
     out = out or sys.stderr
     if len(args.probe) > MAX_PROBES:
@@ -214,7 +216,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     try:
         # On Linux in a child process, as for the window: a sample of 100k sockets holds
         # the GIL for tens of milliseconds at a time, which a scrape must not wait for.
-        sampler = open_sampler()
+        sampler = JudgedSampler(open_sampler(), settings=SettingsWatch())
     except (SourceError, OSError) as exc:
         report(f"cannot read the socket table: {exc}")
         if server is not None:
