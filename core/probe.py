@@ -341,7 +341,8 @@ def _format_message(code: int) -> str | None:
         import ctypes
 
         text = ctypes.FormatError(code).strip().rstrip(".")
-        return text or None
+        # ctypes says "<no description>" where the system has no text for the code.
+        return text if text and text != "<no description>" else None
     return None
 
 

