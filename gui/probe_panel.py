@@ -34,6 +34,7 @@ from PySide6.QtWidgets import (
 
 from core import eventlog
 from core.eventlog import EventLogError, EventLogSummary
+from core.free_ports import read_free_ports
 from core.probe import (
     DEFAULT_INTERVAL_S,
     DEFAULT_TIMEOUT_S,
@@ -233,7 +234,7 @@ class ProbePanel(QWidget):
         self.diagnosis.clear()
         self.cancel_button.setEnabled(True)
         self._update_buttons()
-        prober = Prober()
+        prober = Prober(free_ports=read_free_ports)  # judges WSAEADDRNOTAVAIL with the socket table
         self._run.prober = prober
         thread = threading.Thread(target=self._work, name="portpressure-probe", daemon=True,
                                   args=(prober, self._run_id, values, self._event_log_reader))

