@@ -136,6 +136,8 @@ class Lane:
         self.env["PYTHONPATH"] = ";".join(windows_path(p) for p in checkouts)
         self.env["PYTHONUTF8"] = "1"  # our pipes carry UTF-8 whatever Wine's code page is
         self.env["PYTHONUNBUFFERED"] = "1"  # output reaches us as it is written (and on a kill)
+        # Bytecode of the checkout goes to the lane's folder, not beside the Linux Python's.
+        self.env["PYTHONPYCACHEPREFIX"] = windows_path(self.cache / "pycache")
         self.env.pop("DISPLAY", None)  # a window opens only where a test asks for one
 
     def start(self, args: Sequence[str], exe: str | None = None, cwd: Path | None = None,
