@@ -11,6 +11,7 @@ import io
 import json
 import os
 import socket
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 
 from core import cli
 from core.commands import tune as tune_command
+from core.sources.windows import WindowsPortConfig, windows_version
 from core.tuning import pending_reboot_reminder
 from core.tuning.backups import load_backup
 from core.tuning.base import JSON_KEYS, TuningError, TuningInputError, TuningPermissionError, VerifyMismatch
@@ -378,6 +380,23 @@ def test_a_child_that_cannot_open_its_backend_says_why(tmp_path: Path, monkeypat
     assert code == cli.EXIT_BAD_INPUT
     assert read_child_result(result_file) == ChildResult(
         ok=False, backup=None, error="portpressure tune: the registry cannot be opened here")
+
+
+# -- one Windows version for the live view and tune ------------------------------------------------
+@pytest.mark.skipif(sys.platform != "win32", reason="asks Windows itself")
+def test_the_live_view_and_tune_ask_windows_for_its_version_in_one_place() -> None:
+    # A compatibility shim makes getwindowsversion() report an older major.minor (Wine reports 6.1
+    # to python.exe while its kernel32 is 10.0): the real version is platform_version.
+    version = windows_version()
+    assert version == tuple(sys.getwindowsversion().platform_version)
+    assert WindowsPortConfig.for_this_machine().version == version[:2]
+    assert WindowsTuningBackend.for_this_machine().version == version
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="checks the answer off Windows")
+def test_windows_version_off_windows_is_an_error() -> None:
+    with pytest.raises(OSError, match="not Windows"):
+        windows_version()
 
 
 # -- the relaunch command line -------------------------------------------------------------------

@@ -43,7 +43,8 @@ def main(argv: list[str]) -> int:
         print(f"run.py: {reason}", file=sys.stderr)
         return 3
     lane = Lane(checkouts=[ROOT, *options.path])
-    exe = str(Path(options.exe).resolve()) if options.exe else None
+    # A Windows path (C:\windows\system32\reg.exe) as it is; a Linux one made absolute.
+    exe = options.exe if not options.exe or ":" in options.exe else str(Path(options.exe).resolve())
     try:
         result = lane.run(args, options.timeout, exe=exe, cwd=Path.cwd())
     except TimeoutError as exc:
