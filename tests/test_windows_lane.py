@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from tests.support.netns import netns_unavailable_reason, run_in_netns, sockstat_tw, wait_until
-from tests.support.traffic import Listener
+from tests.support.traffic import CHURNER_SCRIPT, Listener
 from tests.support.windows_lane import (
     Lane,
     LaneProcess,
@@ -50,22 +50,6 @@ CLI_TIMEOUT_S = 120.0  # a CLI start costs ~4 s under Wine; far more means it ha
 NARROW = {"net.ipv4.ip_local_port_range": "40000 40019", "net.ipv4.tcp_tw_reuse": "0"}
 MIB_STATE = {1: "ESTABLISHED", 2: "SYN_SENT", 3: "SYN_RECV", 4: "FIN_WAIT1", 5: "FIN_WAIT2", 6: "TIME_WAIT",
              7: "BOUND", 8: "CLOSE_WAIT", 9: "LAST_ACK", 10: "LISTEN", 11: "CLOSING"}  # /proc/net/tcp "st"
-
-# A Windows program that churns: `held` connections kept open to one port (so it owns sockets
-# the table names it by), `count` opened and closed by it first to another (each leaves TIME_WAIT).
-WINDOWS_CHURNER = """
-import os, socket, sys
-host, port, count, held_port, held = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), \
-    int(sys.argv[5])
-keep = [socket.create_connection((host, held_port)) for _ in range(held)]
-for s in keep:  # a request, as a client sends: Wine names a socket's owner once it has used it
-    s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
-for _ in range(count):
-    socket.create_connection((host, port)).close()
-print(f"ready pid={os.getpid()}", flush=True)
-sys.stdin.readline()  # hold the connections until told
-"""
-
 
 @pytest.fixture(autouse=True)
 def no_wineserver_left() -> Any:
@@ -104,7 +88,7 @@ def churn_linux(port: int, count: int) -> None:
 def _two_churners() -> dict[str, Any]:
     lane = Lane()
     with Listener("127.0.0.1", 0) as listener, Listener("127.0.0.1", 0, mode="never_close") as holder:
-        churner = lane.start(["-c", WINDOWS_CHURNER, "127.0.0.1", str(listener.port), "300", str(holder.port),
+        churner = lane.start(["-c", CHURNER_SCRIPT, "127.0.0.1", str(listener.port), "300", str(holder.port),
                               "5"])
         try:
             ready = wait_until(lambda: re.search(r"ready pid=(\d+)", churner.output_so_far()), 60,
