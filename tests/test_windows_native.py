@@ -6,6 +6,7 @@ the same code from Linux, in network namespaces."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -93,3 +94,46 @@ def test_probe_connects_and_is_refused_with_winsocks_own_error() -> None:
     assert (refused.category, refused.errno, refused.errno_name) == ("refused", WSAECONNREFUSED,
                                                                      "WSAECONNREFUSED")
     assert re.match(r"\[WinError 10061\] \S", refused.error or ""), refused.error
+
+
+# -- what only a real Windows has: netsh, wevtutil, and a registry we may write -------------------
+real_windows = pytest.mark.skipif(
+    os.environ.get("PORTPRESSURE_REAL_WINDOWS") != "1",
+    reason="needs a real, disposable Windows (netsh, wevtutil, registry writes): the Windows "
+           "workflow sets PORTPRESSURE_REAL_WINDOWS=1; under Wine the lane tests these its own way")
+
+
+def portpressure(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gui.launcher", *args], cwd=ROOT, capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=120, env={**os.environ, **env})
+
+
+@real_windows
+def test_netsh_and_the_event_log_are_read() -> None:
+    from core import eventlog
+    from core.sources.windows import WindowsPortConfig
+
+    config = WindowsPortConfig.for_this_machine().read()
+    assert not [note for note in config.notes if "not read" in note], config.notes
+    assert eventlog.read_tcpip_summary() is not None  # wevtutil answered, events or none
+
+
+@real_windows
+def test_tune_time_wait_delay_with_the_reboot_pending_view(tmp_path: Path) -> None:
+    env = {"PORTPRESSURE_BACKUP_DIR": str(tmp_path / "backups")}
+    shown = portpressure("tune", "show", "--json", env=env)
+    before = next(s for s in json.loads(shown.stdout) if s["name"] == "TcpTimedWaitDelay")
+    target = 30 if before["value"] != 30 else 40
+    done = portpressure("tune", "set", "TcpTimedWaitDelay", str(target), "--yes", env=env)
+    assert done.returncode == 0, done.stderr
+    backup = re.search(r"^Backup: (.+)$", done.stdout, flags=re.MULTILINE)
+    assert backup is not None, done.stdout
+    try:
+        shown = portpressure("tune", "show", "--json", env=env)
+        pending = next(s for s in json.loads(shown.stdout) if s["name"] == "TcpTimedWaitDelay")
+        assert (pending["value"], pending["effective"]) == (target, before["effective"])
+        sample = json.loads(portpressure("watch", "--count", "1", "--json", env=env).stdout.splitlines()[-1])
+        assert sample["time_wait_seconds"] == before["effective"]  # in effect until the reboot
+    finally:
+        reverted = portpressure("tune", "revert", backup[1].strip(), "--yes", env=env)
+    assert reverted.returncode == 0, reverted.stderr

@@ -16,6 +16,8 @@
 #                Python: Lib\site-packages holds the wheels, PYTHONPATH is honoured
 #   prefix/      the Wine prefix (WINEPREFIX); system32 gets the lane's icuuc.dll (icuuc_stub.c: Qt6Core
 #                needs it to load) and netsh.exe (netsh_shim.c: the namespace's real port range)
+#   build/       icuuc.dll and netsh.exe as built from their sources here
+#   out/         what the lane's tests leave for people to look at (the window's screenshot)
 #   env.sh       `. env.sh` exports WINEPREFIX, WINEDEBUG, WINE, WINESERVER, LANE_PYTHON_EXE
 #
 # Exit status: 0 ready; 3 when the lane cannot be set up on this machine (the reason is printed on
@@ -100,15 +102,17 @@ if [ ! -f "$prefix/.ready" ]; then
 fi
 # Wine's own limits, filled in for the lane only: see the comment at the top of each source.
 system32="$prefix/drive_c/windows/system32"
-build() {  # build OUTPUT SOURCE [gcc options]: when missing or older than its source
-  local out=$1 src=$2; shift 2
+build() {  # build NAME SOURCE [gcc options]: into build/ when older than its source, then system32
+  local name=$1 src=$2 out="$cache/build/$1"; shift 2
+  mkdir -p "$cache/build"
   if [ ! -f "$out" ] || [ "$src" -nt "$out" ]; then
-    say "building $(basename "$out") from $(basename "$src")"
+    say "building $name from $(basename "$src")"
     x86_64-w64-mingw32-gcc -O2 "$@" -o "$out" "$src"
   fi
+  cmp -s "$out" "$system32/$name" || cp "$out" "$system32/$name"  # over Wine's placeholder
 }
-build "$system32/icuuc.dll" "$lane_dir/icuuc_stub.c" -shared
-build "$system32/netsh.exe" "$lane_dir/netsh_shim.c"
+build icuuc.dll "$lane_dir/icuuc_stub.c" -shared
+build netsh.exe "$lane_dir/netsh_shim.c"
 
 cat > "$cache/env.sh" <<EOF
 # Written by tools/windows_lane/setup.sh; '. env.sh' to call Wine by hand.
