@@ -9,6 +9,7 @@ set -euo pipefail
 checkout=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$checkout"
 started=$SECONDS
+[ -x .venv/bin/python ] || tools/setup.sh --dev  # parts (b-e) run in the project's Linux virtualenv
 set +e
 answer=$(tools/windows_lane/setup.sh)
 status=$?
