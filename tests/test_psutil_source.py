@@ -50,8 +50,9 @@ def _mixed_sockets() -> dict[str, Any]:
         def settled() -> Any:
             rows = described(source.read().table)
             states = {(state, lport) for state, _, _, lport, _, _, _ in rows}
-            server_rows = sum(1 for state, _, _, lport, _, _, _ in rows
-                              if state == "ESTABLISHED" and lport == v4.port)
+            # Accepted by the listener's thread, not only queued in the kernel (no owner yet).
+            server_rows = sum(1 for state, _, _, lport, _, _, pid in rows
+                              if state == "ESTABLISHED" and lport == v4.port and pid == os.getpid())
             return (("TIME_WAIT", tw_port) in states and ("FIN_WAIT2", half_port) in states
                     and ("CLOSE_WAIT", v6.port) in states and server_rows == 3) and rows
 
