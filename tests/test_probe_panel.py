@@ -113,11 +113,10 @@ def test_a_series_runs_off_the_gui_thread_and_cancel_stops_it_midway(qtbot) -> N
         assert panel.status.text().endswith("cancelled") and "p50" in panel.status.text()
         assert panel.table.rowCount() == len(results)
         assert panel.table.item(0, 2).text() == "connected"
-        # Every result above connected to this listener. Its thread accepts behind the kernel, and
-        # a connection the prober has already reset is dropped from the queue before that (often
-        # under Wine, where the thread is slow): the listener saw at least one, and no more than
-        # the results plus the attempt cancelled mid-connect.
-        qtbot.waitUntil(lambda: listener.accepted >= 1, timeout=10_000)
+        # Every result above connected to this listener (ok, its port). Its thread accepts behind
+        # the kernel, which drops a connection the prober has already reset from the queue (often
+        # under Wine, where the thread is slow): it saw no more than the results plus the attempt
+        # cancelled mid-connect, and maybe none.
         assert listener.accepted <= len(results) + 1
 
 
