@@ -2,7 +2,21 @@
 
 from __future__ import annotations
 
+import ntpath
+
 import psutil
+
+
+def _program_of_command_line(pid: int) -> str | None:
+    """The program file named by the command line: where psutil cannot tell a name (it asks
+    Windows for the image path, which fails on some systems), the command line may still be
+    readable."""
+    try:
+        argv = psutil.Process(pid).cmdline()
+    except Exception:
+        return None
+    # ntpath splits on both separators: a Windows path or a POSIX one.
+    return ntpath.basename(argv[0]) or None if argv else None
 
 
 class ProcessNames:
@@ -20,7 +34,9 @@ class ProcessNames:
         except psutil.AccessDenied:
             name = fallback or f"(access denied, pid {pid})"
         except Exception:  # psutil can raise OSError variants on odd /proc entries
-            return fallback or f"pid {pid}"
+            name = _program_of_command_line(pid)
+            if name is None:
+                return fallback or f"pid {pid}"
         self._cache[pid] = name
         return name
 

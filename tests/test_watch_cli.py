@@ -85,6 +85,7 @@ def test_version():
     assert result.stdout.strip() == f"PortPressure {__version__}"
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="only Linux can lack a display (DISPLAY)")
 def test_no_display_falls_back_to_the_terminal_view():
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
     env["PORTPRESSURE_WATCH_COUNT"] = "1"

@@ -18,6 +18,24 @@ from tests.support.netns import fork_context
 
 PR_SET_NAME = 15
 
+# A churner as a program of its own, for another Python (`python -c CHURNER_SCRIPT host port count
+# held_port held`; a Windows Python under Wine, or on Windows): `held` connections kept open to
+# held_port, each sending a request as a client does (Wine names a socket's owner only once the
+# process has used it), then `count` connections opened and closed by it first (each leaves
+# TIME_WAIT on its side). Prints "ready pid=N", then holds its connections until a line on stdin.
+CHURNER_SCRIPT = """
+import os, socket, sys
+host, port, count, held_port, held = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), \\
+    int(sys.argv[5])
+keep = [socket.create_connection((host, held_port)) for _ in range(held)]
+for s in keep:
+    s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+for _ in range(count):
+    socket.create_connection((host, port)).close()
+print(f"ready pid={os.getpid()}", flush=True)
+sys.stdin.readline()
+"""
+
 
 def set_process_name(name: str) -> None:
     """Set /proc/self/comm (what psutil reports as the name); at most 15 bytes."""
