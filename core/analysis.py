@@ -165,10 +165,12 @@ def destination_pools(capacity: int, keys: np.ndarray, rows: np.ndarray, held: n
     return pools, [int(uniq[i]) for i in order]
 
 
+def remote_label(row: np.void) -> str:
+    return endpoint_text(format_address(int(row["family"]), bytes(row["raddr"])), int(row["rport"]))
+
+
 def pool_label(row: np.void) -> str:
-    family = int(row["family"])
-    remote = endpoint_text(format_address(family, bytes(row["raddr"])), int(row["rport"]))
-    return f"{format_address(family, bytes(row['laddr']))} -> {remote}"
+    return f"{format_address(int(row['family']), bytes(row['laddr']))} -> {remote_label(row)}"
 
 
 def summarize_ports(pools: Sequence[PoolUsage], config: PortConfig, table: np.ndarray,
@@ -205,8 +207,43 @@ def _fmt_rate(rate: float) -> str:
 
 def judge(ports: PortsSummary, fc: Forecast, config: PortConfig, processes: Sequence[ProcessRow],
           remotes: Sequence[RemoteRow], probe_failures: Sequence[ProbeFailure] = (),
-          now: float | None = None) -> Verdict:
-    """The verdict with reasons a support engineer can paste into a ticket."""
+          now: float | None = None, *, unattributed: int = 0, time_wait: int = 0,
+          kernel_events: bool = False, limits: Sequence[str] = ()) -> Verdict:
+    """The verdict with reasons a support engineer can paste into a ticket.
+
+    unattributed / time_wait: TIME_WAIT sockets no process could be credited with, of
+    all; kernel_events: whether kernel events name connecting processes in this run;
+    limits: what this run cannot see (each said in the reasons)."""
+    verdict = _judge_pressure(ports, fc, config, processes, probe_failures, now)
+    extra = []
+    unowned = _unattributed_sentence(unattributed, time_wait, kernel_events)
+    if unowned:
+        extra.append(unowned)
+    if limits:
+        extra.append("This run cannot see everything: " + "; ".join(limits) + ".")
+    if not extra:
+        return verdict
+    return Verdict(verdict.level, verdict.title, verdict.reasons + tuple(extra))
+
+
+UNATTRIBUTED_SHARE = 0.1  # below this share of TIME_WAIT, the unattributed rest is not worth a sentence
+
+
+def _unattributed_sentence(unattributed: int, time_wait: int, kernel_events: bool) -> str | None:
+    if unattributed < 10 or unattributed < UNATTRIBUTED_SHARE * max(time_wait, 1):
+        return None
+    help_text = ("Kernel events are on: the next connection attempt names the process."
+                 if kernel_events else
+                 "Run PortPressure as root: kernel events then name the process at its next connection "
+                 "attempt; otherwise it is named once it is seen opening or closing one.")
+    return (f"{unattributed} TIME_WAIT sockets are not attributed to any process: none was seen opening "
+            "or closing connections to their endpoints while PortPressure watched (they were opened "
+            "before it started, or by processes that ended unseen). A process that merely holds "
+            f"connections there is not blamed. {help_text}")
+
+
+def _judge_pressure(ports: PortsSummary, fc: Forecast, config: PortConfig, processes: Sequence[ProcessRow],
+                    probe_failures: Sequence[ProbeFailure], now: float | None) -> Verdict:
     critical: list[str] = []
     warning: list[str] = []
     lo, hi = config.dynamic_range
@@ -276,14 +313,39 @@ def _exhaustion_error(config: PortConfig) -> str:
 
 
 def _culprit_sentence(processes: Sequence[ProcessRow], ports: PortsSummary) -> str | None:
-    top = next((p for p in processes if p.time_wait > 0 or p.opens_per_s > 0), None)
-    if top is None:
-        return None
+    """The process behind the pool the verdict is about: the most TIME_WAIT toward that
+    pool's destination. Where TIME_WAIT was never split by destination (a per-address
+    pool, an old recording) the process with the most TIME_WAIT overall."""
+    pool = next((p for p in ports.pools if p.label == ports.pool), None)
+    remote = pool.remote if pool is not None else ""
+    if remote and any(p.time_wait_toward for p in processes):
+        ranked = sorted((p for p in processes if p.time_wait_toward.get(remote, 0) > 0),
+                        key=lambda p: (-p.time_wait_toward.get(remote, 0), -p.opens_per_s, p.pid))
+        if not ranked:
+            return None
+        top = ranked[0]
+        count = top.time_wait_toward[remote]
+        where = f" toward {remote}"
+    else:
+        busiest = next((p for p in processes if p.time_wait > 0 or p.opens_per_s > 0), None)
+        if busiest is None:
+            return None
+        top, count, where = busiest, busiest.time_wait, ""
     how = ("exactly" if top.time_wait_exact >= top.time_wait_inferred else
-           "by inference from the endpoints it talks to")
+           "from the connections it was seen opening and closing there")
     rate = f", opening {_fmt_rate(top.opens_per_s)} connections/s" if top.opens_per_s > 0 else ""
-    return (f"Most of it comes from {top.name} (pid {top.pid}){rate}: {top.time_wait} TIME_WAIT "
-            f"sockets are attributed to it ({how}).")
+    return (f"Most of it comes from {process_text(top)}{rate}: {count} TIME_WAIT "
+            f"sockets{where} are attributed to it ({how}).")
+
+
+def process_text(row: ProcessRow) -> str:
+    """How a reason names a process row: 'curl (pid 42)', 'check_tcp (pid 42, exited)',
+    or for a group 'check_tcp ×1,234 (short-lived processes started by moneng, pid 812)'."""
+    if row.instances > 1:
+        started = (f"started by {row.parent.name}, pid {row.parent.pid}" if row.parent is not None
+                   else "parent unknown")
+        return f"{row.name} ×{row.instances:,} (short-lived processes {started})"
+    return f"{row.name} (pid {row.pid}{', exited' if row.exited else ''})"
 
 
 def _fix_sentence(config: PortConfig) -> str | None:

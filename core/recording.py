@@ -179,20 +179,7 @@ def sample_from_json(obj: Mapping[str, Any]) -> Sample:
 
 
 def _process_from_json(p: Mapping[str, Any]) -> ProcessRow:
-    states = {str(k): int(v) for k, v in p["states"].items()}
-    exact = int(p["time_wait_exact"])
-    time_wait = int(p["time_wait"])
-    return ProcessRow(
-        pid=int(p["pid"]),
-        name=str(p["name"]),
-        connections=int(p["connections"]),
-        time_wait=time_wait,
-        time_wait_exact=exact,
-        time_wait_inferred=int(p.get("time_wait_inferred", time_wait - exact)),
-        opens_per_s=float(p["opens_per_s"]),
-        states=states,
-        close_wait=states.get("CLOSE_WAIT", 0),
-    )
+    return ProcessRow.from_json(p)
 
 
 def history_row(obj: Mapping[str, Any]) -> tuple[float, list[float]]:

@@ -7,9 +7,10 @@ TIME_WAIT sockets have no owner in the kernel table. Tiers:
   exact     the 4-tuple was seen owned by a pid (an earlier sample while it was
             ESTABLISHED, or a kernel FIN_WAIT1 event from the closing process);
   inferred  a TIME_WAIT on a listening port goes to the listener's process; others go
-            to the processes recently seen talking to (or trying to reach, from kernel
-            SYN_SENT events) the same remote endpoint, split by how much they did;
-  unattributed otherwise.
+            to the processes seen opening or closing connections to the same remote
+            endpoint, in proportion to that evidence (core.attribution): never to a
+            process that only holds long-lived connections there;
+  unattributed otherwise, and the verdict says why.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from datetime import datetime
 import numpy as np
 
 from core import analysis
+from core.attribution import OpeningEvidence, Pair, per_pid, split_by_evidence
 from core.model import (
     BOUND,
     CLOSE_WAIT,
@@ -39,8 +41,10 @@ from core.model import (
     RemoteRow,
     Sample,
     empty_table,
+    endpoint_text,
     format_address,
 )
+from core.process_groups import group_short_lived
 from core.process_names import ProcessNames
 from core.sources import SocketSource, open_source
 from core.time_wait_tier import TierCounts, TimeWaitTier
@@ -76,8 +80,10 @@ class Sampler:
         self._mem_keys = np.zeros(0, dtype=np.uint64)
         self._mem_pids = np.zeros(0, dtype=np.int32)
         self._mem_seen = np.zeros(0, dtype=np.float64)
-        # remote endpoint key -> {pid: (weight, last seen)}
-        self._talkers: dict[int, dict[int, tuple[float, float]]] = {}
+        self._evidence = OpeningEvidence(60.0 + TALKER_GRACE_SECONDS)
+        # Owned outbound connections of the last read (sorted by 4-tuple key), to see them end.
+        self._prev_owned = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64),
+                            np.zeros(0, dtype=np.int32))
         self._growth: deque[tuple[float, str, int]] = deque()
         self._comm: dict[int, str] = {}
         self._config: PortConfig | None = None
@@ -141,40 +147,6 @@ class Sampler:
         hit = _sorted_contains(self._mem_keys, keys)
         result[hit] = self._mem_pids[np.searchsorted(self._mem_keys, keys[hit])]
         return result
-
-    def _note_talkers(self, rkeys: np.ndarray, pids: np.ndarray, now: float, horizon: float) -> None:
-        if len(rkeys):
-            pairs = np.empty(len(rkeys), dtype=[("r", "u8"), ("p", "i4")])
-            pairs["r"], pairs["p"] = rkeys, pids
-            uniq, counts = np.unique(pairs, return_counts=True)
-            for (rkey, pid), count in zip(uniq.tolist(), counts.tolist(), strict=True):
-                self._talkers.setdefault(rkey, {})[pid] = (float(count), now)
-        for rkey in list(self._talkers):
-            talkers = self._talkers[rkey]
-            for pid in [p for p, (_, seen) in talkers.items() if seen < now - horizon]:
-                del talkers[pid]
-            if not talkers:
-                del self._talkers[rkey]
-
-    def _infer(self, rkeys: np.ndarray, counts: np.ndarray) -> dict[int, int]:
-        """Split TIME_WAIT counts per remote endpoint (unique keys) among that endpoint's talkers."""
-        inferred: dict[int, int] = {}
-        if not len(rkeys) or not self._talkers:
-            return inferred
-        known = np.fromiter(self._talkers.keys(), dtype=np.uint64, count=len(self._talkers))
-        mask = np.isin(rkeys, known)
-        for rkey, count in zip(rkeys[mask].tolist(), counts[mask].tolist(), strict=True):
-            talkers = self._talkers[rkey]
-            total = sum(w for w, _ in talkers.values())
-            shares = sorted(((count * w / total, pid) for pid, (w, _) in talkers.items()), reverse=True)
-            given = 0
-            for i, (share, pid) in enumerate(shares):
-                n = count - given if i == len(shares) - 1 else int(round(share))
-                n = max(0, min(n, count - given))
-                given += n
-                if n:
-                    inferred[pid] = inferred.get(pid, 0) + n
-        return inferred
 
     # -- the TIME_WAIT tier -------------------------------------------------------------
     def _list_time_wait(self, rows: np.ndarray, expires_ms: np.ndarray | None, now: float,
@@ -279,17 +251,33 @@ class Sampler:
         tier = self._tier.counts(pending)
         state_counts[TIME_WAIT] = time_wait
 
-        # Attribution: exact and listener tiers come from the cache; the rest is split
-        # among the processes talking to the same remote endpoint.
-        inferred = dict(tier.direct)
+        # Attribution: exact and listener tiers come from the cache; the rest goes to the
+        # processes seen opening or closing connections to the same remote endpoint.
+        self._evidence.horizon_seconds = horizon
         outbound_owned = owned & facts.outbound
-        self._note_talkers(np.concatenate([rkey[outbound_owned], remote_keys(events[syn])]),
-                           np.concatenate([pids[outbound_owned], events["pid"][syn]]), now, horizon)
-        for pid, count in self._infer(tier.rest_keys, tier.rest_counts).items():
-            inferred[pid] = inferred.get(pid, 0) + count
+        opening = outbound_owned & (new_rows | (states == SYN_SENT))
+        prev_ckeys, prev_rkeys, prev_pids = self._prev_owned
+        ended = ~_sorted_contains(sorted_out, prev_ckeys)
+        self._evidence.note(
+            now,
+            opened=(np.concatenate([rkey[opening], remote_keys(events[syn])]),
+                    np.concatenate([pids[opening], events["pid"][syn]])),
+            closed=(np.concatenate([prev_rkeys[ended], remote_keys(events[fin])]),
+                    np.concatenate([prev_pids[ended], events["pid"][fin]])))
+        order = np.argsort(ckey[outbound_owned])
+        self._prev_owned = (ckey[outbound_owned][order], rkey[outbound_owned][order],
+                            pids[outbound_owned][order].astype(np.int32))
+        # A TIME_WAIT known exactly toward an endpoint is a connection seen ending there.
+        weights = self._evidence.weights(closed_now=tier.exact_pairs)
+        credited, _ = split_by_evidence(tier.rest_keys, tier.rest_counts, weights)
+        inferred = dict(tier.direct)
+        for share in (per_pid(tier.pending_pairs), per_pid(credited)):
+            for pid, count in share.items():
+                inferred[pid] = inferred.get(pid, 0) + count
         inferred_total = sum(inferred.values())
         exact_total = sum(tier.exact.values())
         unattributed = max(time_wait - exact_total - inferred_total, 0)
+        toward = self._time_wait_toward((tier.exact_pairs, tier.pending_pairs, credited))
 
         pools, top_keys = self._pools(table, facts, pkey, tier, config)
         ports = analysis.summarize_ports(pools, config, table, facts)
@@ -309,13 +297,16 @@ class Sampler:
         growth = self._growth_rate(now, ports.pool, ports.in_use)
         fc = analysis.forecast(ports, pool_rate, config.time_wait_seconds, growth, holds_ports)
 
-        processes = self._process_rows(table, tier, inferred, new_rows, events["pid"][syn], dt)
+        processes = self._process_rows(table, tier, inferred, new_rows, events["pid"][syn], dt, toward)
         remotes = self._remote_rows(table, facts, rkey, tier)
         with self._lock:
             self._probe_failures = [f for f in self._probe_failures
                                     if now - f.monotonic <= analysis.PROBE_EVIDENCE_SECONDS]
             failures = tuple(self._probe_failures)
-        verdict = analysis.judge(ports, fc, config, processes, remotes, failures, now)
+        verdict = analysis.judge(ports, fc, config, processes, remotes, failures, now,
+                                 unattributed=unattributed, time_wait=time_wait,
+                                 kernel_events=bool(getattr(self._source, "kernel_events", False)),
+                                 limits=read.limits)
         rates = self._rates(read.counters, dt)
 
         self._prev_counters = read.counters
@@ -390,8 +381,24 @@ class Sampler:
             attempt_fails_per_s=rate(counters.attempt_fails, prev.attempt_fails),
         )
 
+    def _time_wait_toward(self, parts: tuple[dict[Pair, int], ...]) -> dict[int, dict[str, int]]:
+        """pid -> {remote endpoint text: TIME_WAIT credited toward it}, exact and inferred."""
+        labels: dict[int, str] = {}
+        result: dict[int, dict[str, int]] = {}
+        for part in parts:
+            for (pid, rkey), n in part.items():
+                if rkey not in labels:
+                    row = self._tier.remote_row(rkey)
+                    labels[rkey] = ("" if row is None else
+                                    endpoint_text(format_address(int(row["family"]), bytes(row["raddr"])),
+                                                  int(row["rport"])))
+                mine = result.setdefault(pid, {})
+                mine[labels[rkey]] = mine.get(labels[rkey], 0) + n
+        return result
+
     def _process_rows(self, table: np.ndarray, tier: TierCounts, inferred: dict[int, int],
-                      new_rows: np.ndarray, syn_pids: np.ndarray, dt: float | None) -> list[ProcessRow]:
+                      new_rows: np.ndarray, syn_pids: np.ndarray, dt: float | None,
+                      toward: dict[int, dict[str, int]]) -> list[ProcessRow]:
         states = table["state"]
         held = table["pid"] >= 0
         n_states = len(STATE_NAMES)
@@ -430,9 +437,10 @@ class Sampler:
             if tw_exact + tw_inferred:
                 state_map["TIME_WAIT"] = tw_exact + tw_inferred
             connections = int(counts.sum() - counts[LISTEN] - counts[TIME_WAIT])
+            name = self._names.name(pid, self._comm.get(pid))
             rows.append(ProcessRow(
                 pid=pid,
-                name=self._names.name(pid, self._comm.get(pid)),
+                name=name,
                 connections=connections,
                 time_wait=tw_exact + tw_inferred,
                 time_wait_exact=tw_exact,
@@ -440,9 +448,14 @@ class Sampler:
                 opens_per_s=opens.get(pid, 0.0),
                 states=state_map,
                 close_wait=int(counts[CLOSE_WAIT]),
+                time_wait_toward=toward.get(pid, {}),
+                # A process with a live socket runs; one known only by its TIME_WAIT may have ended.
+                exited=pid not in per_state and not self._names.running(pid),
+                parent=self._names.parent(pid),
             ))
         if len(self._comm) > 10_000:
             self._comm = {pid: comm for pid, comm in self._comm.items() if pid in pids}
+        rows = group_short_lived(rows)
         rows.sort(key=lambda p: (-(p.time_wait + p.connections), -p.opens_per_s, p.pid))
         return rows
 

@@ -109,7 +109,9 @@ def test_sample_from_json_inverts_to_json_for_real_samples(recorded):
         assert abs(rebuilt.timestamp - sample.timestamp) < 0.001
         for mine, theirs in zip(rebuilt.processes, sample.processes, strict=True):
             assert dataclasses.astuple(mine) == dataclasses.astuple(theirs)[:6] + (
-                round(theirs.opens_per_s, 3), dict(theirs.states), theirs.close_wait)
+                round(theirs.opens_per_s, 3), dict(theirs.states), theirs.close_wait,
+                dict(theirs.time_wait_toward), theirs.exited, theirs.instances,
+                None if theirs.parent is None else dataclasses.astuple(theirs.parent))
 
 
 def test_replay_gives_exactly_the_recorded_values(recorded):

@@ -61,6 +61,11 @@ class LinuxSource:
             self.trace_status = f"kernel events off: {exc}"
 
     @property
+    def kernel_events(self) -> bool:
+        """Whether kernel events name the processes that open and close connections."""
+        return self._trace is not None
+
+    @property
     def limits(self) -> tuple[str, ...]:
         hidden: list[str] = []
         if not self.privileged:
