@@ -7,26 +7,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.netns import requires_netns, run_in_netns, sockstat_tw, wait_until
+from tests.support.netns import requires_netns, run_in_netns, sample_until, sockstat_tw, wait_until
 from tests.support.traffic import Churner, ForkPerConnection, Holder, Listener
 
 pytestmark = [requires_netns, pytest.mark.netns]
 
 SYSCTLS = {"net.ipv4.ip_local_port_range": "40000 40999", "net.ipv4.tcp_tw_reuse": "0"}
-
-
-def _sample_until(sampler, predicate, timeout, what):
-    last = {}
-
-    def take():
-        last["sample"] = sampler.sample()
-        return predicate(last["sample"])
-
-    try:
-        wait_until(take, timeout, what, poll=0.2)
-    except TimeoutError as exc:
-        raise AssertionError(f"{exc}; last sample: {last.get('sample')}") from None
-    return last["sample"]
 
 
 def _row(sample, pid):
@@ -43,7 +29,7 @@ def _late_start_body():
         sampler = Sampler()
         try:
             first = sampler.sample()
-            named = _sample_until(sampler,
+            named = sample_until(sampler,
                                   lambda s: (r := _row(s, batch.pid)) is not None and r.time_wait > 0,
                                   15, "the batch job credited with TIME_WAIT")
         finally:
@@ -83,7 +69,7 @@ def _exited_body(watch_first: bool):
         sampler = Sampler() if watch_first else None
         try:
             if sampler is not None:
-                _sample_until(sampler, lambda s: (r := _row(s, batch.pid)) is not None and r.time_wait >= 100,
+                sample_until(sampler, lambda s: (r := _row(s, batch.pid)) is not None and r.time_wait >= 100,
                               20, "the batch job credited with 100 TIME_WAIT")
             else:
                 wait_until(lambda: sockstat_tw() >= 150, 30, "150 TIME_WAIT")
@@ -123,7 +109,7 @@ def _leaker_body():
             Churner("127.0.0.1", 9000, hold_s=0.01, name="client") as client:
         sampler = Sampler()
         try:
-            sample = _sample_until(sampler, lambda s: leak.opened >= 185 and sockstat_tw() >= 100
+            sample = sample_until(sampler, lambda s: leak.opened >= 185 and sockstat_tw() >= 100
                                    and (r := _row(s, client.pid)) is not None and r.time_wait >= 100,
                                    30, "185 leaked connections and the client credited with 100 TIME_WAIT")
         finally:
@@ -146,7 +132,7 @@ def _fork_body():
     with Listener("127.0.0.1", 9000), ForkPerConnection("127.0.0.1", 9000, hold_s=0.05) as engine:
         sampler = Sampler()
         try:
-            sample = _sample_until(
+            sample = sample_until(
                 sampler, lambda s: any(p.name == "check_tcp" and p.instances >= 10 and p.parent is not None
                                        for p in s.processes), 30, "check_tcp grouped with its parent")
         finally:

@@ -12,27 +12,12 @@ import os
 
 import pytest
 
-from tests.support.netns import requires_netns, run_in_netns, sockstat_tw, wait_until
+from tests.support.netns import requires_netns, run_in_netns, sample_until, sockstat_tw, wait_until
 from tests.support.traffic import Churner, Listener
 
 pytestmark = [requires_netns, pytest.mark.netns]
 
 NARROW = "40000 40099"  # 100 ports: exhausted in ~2-3 s at ~45 connections/s
-
-
-def _sample_until(sampler, predicate, timeout, what):
-    """Take samples until one satisfies the predicate; returns that sample."""
-    last = {}
-
-    def take():
-        last["sample"] = sampler.sample()
-        return predicate(last["sample"])
-
-    try:
-        wait_until(take, timeout, what, poll=0.2)
-    except TimeoutError as exc:
-        raise AssertionError(f"{exc}; last sample: {last.get('sample')}") from None
-    return last["sample"]
 
 
 def _exhaustion_body():
@@ -44,7 +29,7 @@ def _exhaustion_body():
         wait_until(lambda: churner.addr_not_avail > 0, 30, "the churner to hit EADDRNOTAVAIL")
         sampler = Sampler()
         try:
-            sample = _sample_until(
+            sample = sample_until(
                 sampler,
                 lambda s: s.verdict.level == "critical" and s.processes
                 and s.processes[0].pid == churner.pid and s.processes[0].time_wait > 0,
@@ -130,7 +115,7 @@ def _close_wait_body():
         wait_until(lambda: listener.accepted >= 40, 30, "40 accepted connections")
         sampler = Sampler()
         try:
-            sample = _sample_until(sampler, lambda s: s.states["CLOSE_WAIT"] >= 30, 15,
+            sample = sample_until(sampler, lambda s: s.states["CLOSE_WAIT"] >= 30, 15,
                                    "30 CLOSE_WAIT sockets")
         finally:
             sampler.close()

@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, Self
 
 from tests.support.netns import fork_context
 
@@ -131,7 +131,29 @@ def _churn(host: str, port: int, hold_s: float, duration_s: float, name: str,
             s.close()  # client closes first: TIME_WAIT is ours
 
 
-class Churner:
+class ChildProcess:
+    """A traffic child process: its pid, and stop() (kill, reap) on leaving a with-block."""
+
+    process: Any
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+class Churner(ChildProcess):
     """A child process opening and closing short connections to host:port in a loop
     (connect, hold `hold_s`, close) for `duration_s` or until stopped. `ok`, `failed`
     and `addr_not_avail` count what happened."""
@@ -145,11 +167,6 @@ class Churner:
         self.name = name
 
     @property
-    def pid(self) -> int:
-        assert self.process.pid is not None
-        return self.process.pid
-
-    @property
     def ok(self) -> int:
         return int(self._counts[0])
 
@@ -160,17 +177,6 @@ class Churner:
     @property
     def addr_not_avail(self) -> int:
         return int(self._counts[2])
-
-    def stop(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join(5)
-
-    def __enter__(self) -> Churner:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
 
 def _hold(host: str, port: int, count: int, every_s: float, name: str, opened: Any) -> None:
@@ -189,7 +195,7 @@ def _hold(host: str, port: int, count: int, every_s: float, name: str, opened: A
         time.sleep(1)
 
 
-class Holder:
+class Holder(ChildProcess):
     """A child process opening `count` connections to host:port and keeping them all
     until stopped: a pool of long-lived connections (every_s 0) or a slow leak (every_s
     > 0: one more connection every every_s seconds). `opened` counts them."""
@@ -202,24 +208,8 @@ class Holder:
         self.name = name
 
     @property
-    def pid(self) -> int:
-        assert self.process.pid is not None
-        return self.process.pid
-
-    @property
     def opened(self) -> int:
         return int(self._opened.value)
-
-    def stop(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join(5)
-
-    def __enter__(self) -> Holder:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
 
 
 def _fork_per_connection(host: str, port: int, hold_s: float, duration_s: float, parent_name: str,
@@ -244,7 +234,7 @@ def _fork_per_connection(host: str, port: int, hold_s: float, duration_s: float,
         counts[0 if status == 0 else 1] += 1
 
 
-class ForkPerConnection:
+class ForkPerConnection(ChildProcess):
     """A parent process (like a monitoring engine) starting one short-lived child per
     connection: the child connects, holds `hold_s`, closes and exits. `ok` counts checks."""
 
@@ -257,21 +247,6 @@ class ForkPerConnection:
         self.process.start()
 
     @property
-    def pid(self) -> int:
-        assert self.process.pid is not None
-        return self.process.pid
-
-    @property
     def ok(self) -> int:
         return int(self._counts[0])
 
-    def stop(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join(5)
-
-    def __enter__(self) -> ForkPerConnection:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
