@@ -48,7 +48,7 @@ from core.process_groups import group_short_lived
 from core.process_names import ProcessNames
 from core.sources import SocketSource, open_source
 from core.time_wait_tier import TierCounts, TimeWaitTier
-from core.tuples import connection_keys, events_table, pool_keys, remote_keys
+from core.tuples import connection_keys, events_table, fold_v4_mapped, pool_keys, remote_keys
 
 MEMORY_LIMIT = 2_000_000  # remembered 4-tuples; ~28 MB at the limit
 TALKER_GRACE_SECONDS = 30.0  # how long past a TIME_WAIT length a talker is remembered
@@ -192,7 +192,7 @@ class Sampler:
         read = self._source.read()
         self._config = config = read.config
         now = read.counters.monotonic
-        full = read.table
+        full = fold_v4_mapped(read.table)
         dt = (now - self._prev_time) if self._prev_time is not None else None
         horizon = config.time_wait_seconds + TALKER_GRACE_SECONDS
 

@@ -1,0 +1,39 @@
+"""Which ports a pool holds, with real sockets in a private namespace: IPv4-mapped IPv6
+clients share the IPv4 pool (DESIGN.md "Attribution rules (second round)")."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.support.netns import requires_netns, run_in_netns, sample_until, wait_until
+from tests.support.traffic import Churner, Listener
+
+pytestmark = [requires_netns, pytest.mark.netns]
+
+NARROW = "40000 40099"
+
+
+def _mapped_body():
+    from core.sampler import Sampler
+
+    with Listener("127.0.0.1", 9000), \
+            Churner("127.0.0.1", 9000, hold_s=0.01, name="v4client") as v4, \
+            Churner("::ffff:127.0.0.1", 9000, hold_s=0.01, name="javaclient") as mapped:
+        wait_until(lambda: v4.addr_not_avail + mapped.addr_not_avail > 0, 30, "EADDRNOTAVAIL")
+        sampler = Sampler()
+        try:
+            sample = sample_until(sampler, lambda s: s.verdict.level == "critical", 15, "a critical verdict")
+        finally:
+            sampler.close()
+        return {"sample": sample, "v4": v4.pid, "mapped": mapped.pid}
+
+
+def test_v4_mapped_clients_share_the_ipv4_pool_and_read_as_ipv4():
+    result = run_in_netns(_mapped_body, sysctls={"net.ipv4.ip_local_port_range": NARROW,
+                                                  "net.ipv4.tcp_tw_reuse": "0"})
+    sample = result["sample"]
+    assert sample.ports.pool == "127.0.0.1 -> 127.0.0.1:9000"
+    assert sample.ports.pressure >= 0.9
+    assert len([p for p in sample.ports.pools if p.remote.endswith(":9000")]) == 1
+    assert all("::ffff" not in r.address for r in sample.remotes)
+    assert all("::ffff" not in p.label for p in sample.ports.pools)
