@@ -40,6 +40,7 @@ from core.model import (
     Rates,
     RemoteRow,
     Sample,
+    TableRead,
     empty_table,
     endpoint_text,
     format_address,
@@ -245,8 +246,11 @@ class Sampler:
             self._seen_outbound = sorted_out
             time_wait = self._tier.alive
             pending = 0
+            expired = 0
         else:
+            alive_before = self._tier.alive
             self._tier.age(now)
+            expired = alive_before - self._tier.alive
             self._seen_outbound = np.union1d(self._seen_outbound, sorted_out)
             kernel_tw = read.counters.time_wait
             pending = max(kernel_tw - self._tier.alive, 0) if kernel_tw is not None else 0
@@ -288,15 +292,16 @@ class Sampler:
         holds_ports = True
         if pools:
             busiest_key = top_keys[0] if top_keys else None
-            busiest_rows = facts.outbound & facts.in_range
-            if busiest_key is not None:
-                busiest_rows &= pkey == busiest_key
+            busiest_row = self._pool_row(busiest_key, table, pkey, tier)
             holds_ports = analysis.time_wait_holds_ports(
-                config, bool(analysis.is_loopback(table[busiest_rows]).any()))
+                config, busiest_row is not None and bool(analysis.is_loopback(busiest_row).any()))
             if dt:
-                tier_rate = (tier.open_rate_by_pool.get(busiest_key, 0.0) if busiest_key is not None
-                             else sum(tier.open_rate_by_pool.values()))
-                pool_rate = float(np.count_nonzero(new_rows & busiest_rows)) / dt + tier_rate
+                pool_rate = self._pool_time_wait_rate(busiest_key, read, tier, expired, dt)
+                if ports.pressure >= analysis.CRITICAL_PRESSURE and busiest_row is not None:
+                    # Exhausted: attempts fail before they leave a TIME_WAIT; each one
+                    # (a kernel SYN_SENT event) is what the pool would have to hold.
+                    attempts = np.count_nonzero(remote_keys(events[syn]) == remote_keys(busiest_row)[0])
+                    pool_rate = max(pool_rate, attempts / dt)
         growth = self._growth_rate(now, ports.pool, ports.in_use)
         fc = analysis.forecast(ports, pool_rate, config.time_wait_seconds, growth, holds_ports)
 
@@ -360,6 +365,29 @@ class Sampler:
             np.concatenate([tier.pool_tw, np.zeros(n, dtype=np.int64)]),
             np.concatenate([tier.pool_reusable, np.zeros(n, dtype=bool)]),
         )
+
+    def _pool_row(self, key: int | None, table: np.ndarray, pkey: np.ndarray,
+                  tier: TierCounts) -> np.ndarray | None:
+        """One row (as a 1-row table) of the pool with that key, for its addresses."""
+        if key is None:
+            return None
+        cached = tier.pool_rows[tier.pool_keys == key]
+        if len(cached):
+            return cached[:1]
+        live = table[pkey == key]
+        return live[:1] if len(live) else None
+
+    def _pool_time_wait_rate(self, key: int | None, read: TableRead, tier: TierCounts, expired: int,
+                             dt: float) -> float:
+        """TIME_WAIT created per second in the pool (None: in all outbound pools): from a
+        listing's arrivals, or between listings from the kernel's TIME_WAIT counter (its
+        change plus what expired since the last read) spread like the last arrivals."""
+        if read.time_wait_listed or read.counters.time_wait is None or self._prev_counters is None \
+                or self._prev_counters.time_wait is None:
+            rates = tier.open_rate_by_pool
+            return rates.get(key, 0.0) if key is not None else sum(rates.values())
+        created = max(read.counters.time_wait - self._prev_counters.time_wait + expired, 0)
+        return created / dt * self._tier.arrival_share(key)
 
     def _growth_rate(self, now: float, pool: str, in_use: int) -> float | None:
         self._growth.append((now, pool, in_use))

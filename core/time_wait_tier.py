@@ -181,7 +181,9 @@ class TimeWaitTier:
         self._arrivals = self._aggregate(0, len(order), arrived)
         self._rate_pool, self._rate_pid = {}, {}
         if interval and interval > 0:
-            new = fresh & counted
+            # Every outbound TIME_WAIT that arrived is a connection this host opened and
+            # closed first: what fills a pool (accepted connections' never count).
+            new = arrival & counted
             if new.any():
                 uniq, counts = np.unique(pool_key[new], return_counts=True)
                 self._rate_pool = {int(k): c / interval for k, c in zip(uniq.tolist(), counts.tolist(),
@@ -191,6 +193,19 @@ class TimeWaitTier:
                 uniq, counts = np.unique(exact_pid[owned], return_counts=True)
                 self._rate_pid = {int(p): c / interval for p, c in zip(uniq.tolist(), counts.tolist(),
                                                                         strict=True)}
+
+    def arrival_share(self, pool_key: int | None) -> float:
+        """The share of the TIME_WAIT that arrived before the last listing that went to
+        that pool (None: to any counted pool): how new TIME_WAIT spreads until the next."""
+        if not self._arrival_count:
+            return 0.0
+        tw = self._arrivals.pool_tw
+        if pool_key is None:
+            return float(tw.sum()) / self._arrival_count
+        pos = int(np.searchsorted(self._pool_keys, np.uint64(pool_key)))
+        if pos >= len(self._pool_keys) or int(self._pool_keys[pos]) != pool_key:
+            return 0.0
+        return float(tw[pos]) / self._arrival_count
 
     def _aggregate(self, lo: int, hi: int, where: np.ndarray | None = None) -> _Totals:
         """Counts per pid / remote / pool over the sorted rows lo:hi (optionally masked)."""

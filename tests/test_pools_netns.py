@@ -3,9 +3,11 @@ clients share the IPv4 pool (DESIGN.md "Attribution rules (second round)")."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from tests.support.netns import requires_netns, run_in_netns, sample_until, wait_until
+from tests.support.netns import requires_netns, run_in_netns, sample_until, sockstat_tw, wait_until
 from tests.support.traffic import Churner, Listener
 
 pytestmark = [requires_netns, pytest.mark.netns]
@@ -37,3 +39,31 @@ def test_v4_mapped_clients_share_the_ipv4_pool_and_read_as_ipv4():
     assert len([p for p in sample.ports.pools if p.remote.endswith(":9000")]) == 1
     assert all("::ffff" not in r.address for r in sample.remotes)
     assert all("::ffff" not in p.label for p in sample.ports.pools)
+
+
+def _listener_in_range_body():
+    from core.sampler import Sampler
+
+    # The service listens on a port inside the ephemeral range and closes first: the
+    # TIME_WAIT sits on its listening port, from accepted connections.
+    with Listener("127.0.0.1", 40150, mode="server_closes"), \
+            Churner("127.0.0.1", 40150, hold_s=0.05, name="client"):
+        wait_until(lambda: sockstat_tw() >= 80, 30, "80 TIME_WAIT on the listening port")
+        sampler = Sampler()
+        try:
+            samples = [sampler.sample() for _ in range(4)]
+        finally:
+            sampler.close()
+    return {"samples": samples, "server": os.getpid()}
+
+
+def test_time_wait_on_a_listener_port_in_the_range_is_not_outbound_pressure():
+    result = run_in_netns(_listener_in_range_body, sysctls={"net.ipv4.ip_local_port_range": "40000 40199",
+                                                             "net.ipv4.tcp_tw_reuse": "0"})
+    for sample in result["samples"]:
+        assert sample.states["TIME_WAIT"] >= 60
+        assert sample.ports.pressure < 0.3, sample.ports
+        assert sample.forecast.steady_state_time_wait < 0.5 * sample.ports.capacity, sample.forecast
+        assert sample.verdict.level == "ok", sample.verdict
+    server = next(p for p in result["samples"][-1].processes if p.pid == result["server"])
+    assert server.time_wait >= 60
