@@ -67,3 +67,38 @@ def test_time_wait_on_a_listener_port_in_the_range_is_not_outbound_pressure():
         assert sample.verdict.level == "ok", sample.verdict
     server = next(p for p in result["samples"][-1].processes if p.pid == result["server"])
     assert server.time_wait >= 60
+
+
+def _forecast_between_listings_body():
+    import time
+
+    from core.sampler import Sampler
+    from core.sources.linux import LinuxSource
+
+    with Listener("127.0.0.1", 9000), Churner("127.0.0.1", 9000, hold_s=0.002, name="churner") as churner:
+        wait_until(lambda: churner.ok >= 50, 30, "50 connections")
+        # Above the listing threshold: one listing, then every read only counts TIME_WAIT.
+        sampler = Sampler(LinuxSource(trace=False, tier_min=1, refresh_seconds=3600.0))
+        try:
+            samples = []
+            for _ in range(5):
+                before, started = churner.ok, time.monotonic()
+                samples.append(sampler.sample())
+                time.sleep(0.5)  # the sampling cadence, not a synchronisation
+                samples[-1] = (samples[-1], (churner.ok - before) / (time.monotonic() - started))
+            samples.append((sampler.sample(), None))
+        finally:
+            sampler.close()
+        return samples
+
+
+def test_forecast_between_listings_follows_the_kernel_every_sample():
+    samples = run_in_netns(_forecast_between_listings_body, sysctls={
+        "net.ipv4.ip_local_port_range": "40000 47999", "net.ipv4.tcp_tw_reuse": "0"})
+    for (sample, _), (_, rate) in zip(samples[2:], samples[1:-1], strict=True):
+        assert not sample.extra["time_wait_listed"]
+        expected = rate * 60
+        assert 0.4 * expected <= sample.forecast.steady_state_time_wait <= 2.5 * expected, (sample.forecast, rate)
+        if sample.forecast.steady_state_time_wait >= sample.ports.capacity and sample.ports.pressure < 0.9:
+            assert sample.forecast.seconds_to_exhaustion is not None
+            assert sample.verdict.level != "ok"
