@@ -174,13 +174,41 @@ def pool_label(row: np.void) -> str:
 
 
 def summarize_ports(pools: Sequence[PoolUsage], config: PortConfig, table: np.ndarray,
-                    facts: PoolFacts) -> PortsSummary:
+                    facts: PoolFacts, *, range_in_use: int = 0) -> PortsSummary:
+    whole = {"range_in_use": range_in_use, "range_capacity": config.capacity}
     if pools:
         top = max(pools, key=lambda p: p.pressure)
         return PortsSummary(config.dynamic_range, top.capacity, top.in_use, top.pressure, top.label,
-                            tuple(pools))
+                            tuple(pools), **whole)
     capacity = usable_capacity(table, facts, config)
-    return PortsSummary(config.dynamic_range, capacity, 0, 0.0, "none (no outbound connections)", ())
+    return PortsSummary(config.dynamic_range, capacity, 0, 0.0, "none (no outbound connections)", (), **whole)
+
+
+def range_ports_in_use(table: np.ndarray, config: PortConfig, held: np.ndarray | None = None) -> int:
+    """Ports of the dynamic range that some socket holds, whatever its state or peer: what
+    bind() to port 0 needs free. held: bool per port number 0-65535 already known held
+    (the cached TIME_WAIT rows).
+
+    The kernel's rules, found in a namespace (tests/test_pools_netns.py pins them):
+    - connect() without bind() picks a port per destination, and never a port that
+      bind() took: a listener's, or one still held (TIME_WAIT included) by a socket that
+      bound before connecting;
+    - bind(addr, 0) before connect() needs a port no socket holds, TIME_WAIT toward any
+      destination included, and fails with EADDRINUSE once there is none, with or without
+      SO_REUSEADDR on either socket and whatever net.ipv4.tcp_tw_reuse says (tcp_tw_reuse
+      only lets connect() take over a TIME_WAIT 4-tuple);
+    - IP_BIND_ADDRESS_NO_PORT defers the choice to connect(), per destination again.
+    The table does not tell which sockets bound before connecting, so the whole range is
+    judged next to the per-destination pools."""
+    ports = np.zeros(65536, dtype=bool) if held is None else held.copy()
+    ports[table["lport"]] = True
+    lo, hi = config.dynamic_range
+    in_range = ports[lo:hi + 1].copy()
+    for ex_lo, ex_hi in config.excluded:
+        a, b = max(ex_lo, lo), min(ex_hi, hi)
+        if a <= b:
+            in_range[a - lo:b - lo + 1] = False
+    return int(np.count_nonzero(in_range))
 
 
 def forecast(ports: PortsSummary, pool_open_rate: float, time_wait_seconds: float,
@@ -272,6 +300,9 @@ def _judge_pressure(ports: PortsSummary, fc: Forecast, config: PortConfig, proce
         age = "" if now is None else f" {max(now - failure.monotonic, 0):.0f} s ago"
         critical.append(f"An outbound test to {failure.target} failed{age} with an exhaustion error: "
                         f"{failure.error}.")
+    whole_range = _range_sentence(ports, config)
+    if whole_range:
+        warning.append(whole_range)
     leakers = [p for p in processes if p.close_wait >= CLOSE_WAIT_PILE]
     for p in sorted(leakers, key=lambda p: -p.close_wait)[:3]:
         warning.append(f"{p.name} (pid {p.pid}) holds {p.close_wait} connections in CLOSE_WAIT: the peer "
@@ -286,8 +317,13 @@ def _judge_pressure(ports: PortsSummary, fc: Forecast, config: PortConfig, proce
     if critical:
         return Verdict("critical", _critical_title(ports, probe_failures), tuple(critical + warning))
     if warning:
-        title = ("An application is not closing its sockets" if leakers and ports.pressure < WARNING_PRESSURE
-                 else f"Port pressure is building: {pct}% of the busiest pool in use")
+        if leakers and ports.pressure < WARNING_PRESSURE:
+            title = "An application is not closing its sockets"
+        elif whole_range and ports.pressure < WARNING_PRESSURE:
+            title = (f"The whole port range is {round(ports.range_pressure * 100)}% held: "
+                     "programs that bind() before connect() fail")
+        else:
+            title = f"Port pressure is building: {pct}% of the busiest pool in use"
         return Verdict("warning", title, tuple(warning))
     if not ports.in_use and not ports.pools:
         return Verdict("ok", "Healthy: local ports are plentiful",
@@ -296,6 +332,26 @@ def _judge_pressure(ports: PortsSummary, fc: Forecast, config: PortConfig, proce
     return Verdict("ok", "Healthy: local ports are plentiful",
                    (f"The busiest pool ({ports.pool}) uses {ports.in_use} of {ports.capacity} ports "
                     f"({pct}%).",))
+
+
+def _range_sentence(ports: PortsSummary, config: PortConfig) -> str | None:
+    """The whole range judged as bind() to port 0 sees it (Linux; on Windows every pool is
+    the whole range already). Said only where it is notably fuller than the busiest
+    per-destination pool: TIME_WAIT spread over many destinations."""
+    if config.pool_scope != "per_destination" or not ports.range_capacity:
+        return None
+    if ports.range_pressure < WARNING_PRESSURE or ports.range_pressure - ports.pressure < 0.1:
+        return None
+    lo, hi = config.dynamic_range
+    full = ports.range_in_use >= ports.range_capacity
+    state = ("none is free" if full else f"{round(ports.range_pressure * 100)}% used")
+    return (f"{ports.range_in_use} of the {ports.range_capacity} ports of the whole range ({lo}-{hi}) are "
+            f"held by some socket, TIME_WAIT toward any destination included: {state}. Programs that bind() "
+            "a local address before connect() need a port no socket holds and "
+            f"{'get' if full else 'will get'} EADDRINUSE ('Address already in use'), whatever tcp_tw_reuse "
+            "says. Where those TIME_WAIT were left by such programs, connect() alone fails too "
+            "(EADDRNOTAVAIL): the kernel never gives connect() a port that bind() took. Not binding, or "
+            "IP_BIND_ADDRESS_NO_PORT, avoids it; widening the range helps both.")
 
 
 def _critical_title(ports: PortsSummary, probe_failures: Sequence[ProbeFailure]) -> str:

@@ -260,6 +260,14 @@ class PortsSummary:
     pressure: float
     pool: str
     pools: tuple[PoolUsage, ...] = ()  # busiest first, a few
+    # The whole range, as bind() to port 0 before connect() sees it (and Windows always):
+    # ports held by any socket, TIME_WAIT toward any destination included.
+    range_in_use: int = 0
+    range_capacity: int = 0
+
+    @property
+    def range_pressure(self) -> float:
+        return min(1.0, self.range_in_use / self.range_capacity) if self.range_capacity > 0 else 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -268,6 +276,8 @@ class PortsSummary:
             "in_use": self.in_use,
             "pressure": round(self.pressure, 4),
             "pool": self.pool,
+            "range_in_use": self.range_in_use,
+            "range_pressure": round(self.range_pressure, 4),
         }
 
 

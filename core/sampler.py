@@ -287,7 +287,9 @@ class Sampler:
         toward = self._time_wait_toward((tier.exact_pairs, tier.pending_pairs, credited))
 
         pools, top_keys = self._pools(table, facts, pkey, tier, config)
-        ports = analysis.summarize_ports(pools, config, table, facts)
+        ports = analysis.summarize_ports(
+            pools, config, table, facts,
+            range_in_use=analysis.range_ports_in_use(table, config, self._tier.held_ports()))
         pool_rate = 0.0
         holds_ports = True
         if pools:

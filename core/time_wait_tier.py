@@ -88,6 +88,7 @@ class TimeWaitTier:
     def __init__(self) -> None:
         self._deadline = np.zeros(0, dtype=np.float64)
         self._start = 0
+        self._port_rows = np.zeros(65536, dtype=np.int64)  # live cached rows per local port
         self.listed_at: float | None = None
         self._set_rows(empty_table(), np.zeros(0, dtype=np.int64))
         self._pids = np.zeros(0, dtype=np.int64)
@@ -133,6 +134,7 @@ class TimeWaitTier:
         self._set_rows(rows, order)
         self._deadline = deadline[order]
         self._start = 0
+        self._port_rows = np.bincount(rows["lport"], minlength=65536).astype(np.int64)
         self.listed_at = now
 
         pool_uniq, pool_first, pool_inv = np.unique(pool_key[counted], return_index=True,
@@ -247,7 +249,15 @@ class TimeWaitTier:
     # -- a tick -------------------------------------------------------------------------
     def age(self, now: float) -> None:
         """Drop the rows whose TIME_WAIT has run out by `now`."""
-        self._start = max(self._start, int(np.searchsorted(self._deadline, now, side="right")))
+        start = max(self._start, int(np.searchsorted(self._deadline, now, side="right")))
+        if start > self._start:
+            gone = self._rows["lport"][self._order[self._start:start]]
+            self._port_rows -= np.bincount(gone, minlength=65536)
+        self._start = start
+
+    def held_ports(self) -> np.ndarray:
+        """bool per port number 0-65535: some live cached TIME_WAIT row holds it."""
+        return self._port_rows > 0
 
     def counts(self, pending: int) -> TierCounts:
         totals = self._totals.minus(self._aggregate(0, self._start)) if self._start else self._totals

@@ -1,5 +1,7 @@
-"""Which ports a pool holds, with real sockets in a private namespace: IPv4-mapped IPv6
-clients share the IPv4 pool (DESIGN.md "Attribution rules (second round)")."""
+"""Which ports a pool holds, with real sockets in a private namespace (DESIGN.md
+"Attribution rules (second round)"): IPv4-mapped IPv6 clients share the IPv4 pool, a
+listener's accepted connections never count, the forecast follows the kernel between
+listings, and the whole range is judged the way bind() before connect() sees it."""
 
 from __future__ import annotations
 
@@ -98,7 +100,123 @@ def test_forecast_between_listings_follows_the_kernel_every_sample():
     for (sample, _), (_, rate) in zip(samples[2:], samples[1:-1], strict=True):
         assert not sample.extra["time_wait_listed"]
         expected = rate * 60
-        assert 0.4 * expected <= sample.forecast.steady_state_time_wait <= 2.5 * expected, (sample.forecast, rate)
+        steady = sample.forecast.steady_state_time_wait
+        assert 0.4 * expected <= steady <= 2.5 * expected, (sample.forecast, rate)
         if sample.forecast.steady_state_time_wait >= sample.ports.capacity and sample.ports.pressure < 0.9:
             assert sample.forecast.seconds_to_exhaustion is not None
             assert sample.verdict.level != "ok"
+
+
+IP_BIND_ADDRESS_NO_PORT = 24  # linux/in.h
+
+
+def _connect_result(port: int, *, bind_first: bool = False, reuseaddr: bool = False,
+                    no_port: bool = False, used: set[int] | None = None) -> str:
+    import errno
+    import socket
+
+    s = socket.socket()
+    try:
+        if reuseaddr:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if no_port:
+            s.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        if bind_first:
+            s.bind(("127.0.0.1", 0))
+        s.connect(("127.0.0.1", port))
+        if used is not None:
+            used.add(s.getsockname()[1])
+        return "ok"
+    except OSError as exc:
+        return errno.errorcode.get(exc.errno or 0, str(exc.errno))
+    finally:
+        s.close()
+
+
+def _whole_range_body(fill: str, tw_reuse: str):
+    from core.sampler import Sampler
+    from tests.support.netns import set_sysctl
+
+    set_sysctl("net.ipv4.tcp_tw_reuse", tw_reuse)
+    destinations = [9000, 9001, 9002, 9003]
+    listeners = [Listener("127.0.0.1", port) for port in (*destinations, 9009)]
+    try:
+        used: set[int] = set()
+        if fill == "bind":
+            # A program that binds before connecting, churning toward four destinations:
+            # every port of the range ends in TIME_WAIT, a quarter toward each.
+            for i in range(100):
+                assert _connect_result(destinations[i % 4], bind_first=True, used=used) == "ok"
+        else:
+            # Plain connect()s until every destination's pool is full.
+            for i in range(400):
+                _connect_result(destinations[i % 4], used=used)
+        wait_until(lambda: len(used) == 100 and sockstat_tw() >= 100, 10, "the range full of TIME_WAIT")
+        rules = {
+            "connect": _connect_result(9009),
+            "bind0_connect": _connect_result(9009, bind_first=True),
+            "bind0_reuseaddr_connect": _connect_result(9009, bind_first=True, reuseaddr=True),
+            "bind_no_port_connect": _connect_result(9009, bind_first=True, no_port=True),
+        }
+        sampler = Sampler()
+        try:
+            sample = sampler.sample()
+        finally:
+            sampler.close()
+    finally:
+        for listener in listeners:
+            listener.close()
+    return {"rules": rules, "sample": sample}
+
+
+# The kernel's rules with every port of the range in TIME_WAIT (Linux 6.x; written down in
+# core.analysis.range_ports_in_use): TIME_WAIT left by plain connect()s blocks bind() to
+# port 0 whatever the destination, but connect() toward another destination still finds
+# a port; TIME_WAIT left by sockets that bound before connecting blocks connect() too.
+# SO_REUSEADDR and tcp_tw_reuse change neither.
+RULES = {
+    "connect": {"connect": "ok", "bind0_connect": "EADDRINUSE", "bind0_reuseaddr_connect": "EADDRINUSE",
+                "bind_no_port_connect": "ok"},
+    "bind": {"connect": "EADDRNOTAVAIL", "bind0_connect": "EADDRINUSE",
+             "bind0_reuseaddr_connect": "EADDRINUSE", "bind_no_port_connect": "EADDRNOTAVAIL"},
+}
+
+
+@pytest.mark.parametrize(("fill", "tw_reuse"), [("connect", "0"), ("bind", "0"), ("bind", "1")])
+def test_the_kernels_rules_for_the_whole_range(fill, tw_reuse):
+    result = run_in_netns(_whole_range_body, fill, tw_reuse, sysctls={"net.ipv4.ip_local_port_range": NARROW})
+    assert result["rules"] == RULES[fill]
+    sample = result["sample"]
+    assert sample.ports.range_in_use == 100 and sample.ports.range_pressure == 1.0
+    assert sample.ports.to_json()["range_in_use"] == 100 and sample.ports.to_json()["range_pressure"] == 1.0
+
+
+def test_bind_before_connect_across_destinations_is_judged_on_the_whole_range():
+    result = run_in_netns(_whole_range_body, "bind", "0", sysctls={"net.ipv4.ip_local_port_range": NARROW})
+    sample = result["sample"]
+    assert sample.ports.pressure <= 0.3  # no destination's pool is near full
+    assert sample.verdict.level != "ok"
+    text = " ".join(sample.verdict.reasons)
+    assert "bind()" in text and "EADDRINUSE" in text and "EADDRNOTAVAIL" in text
+
+
+def _listener_port_rule_body():
+    import socket
+
+    with Listener("127.0.0.1", 40050), Listener("127.0.0.1", 9000):
+        used = set()
+        for _ in range(150):
+            s = socket.socket()
+            try:
+                s.connect(("127.0.0.1", 9000))
+                used.add(s.getsockname()[1])
+            except OSError:
+                pass
+            s.close()
+    return used
+
+
+def test_connect_never_takes_a_listeners_port_in_the_range():
+    used = run_in_netns(_listener_port_rule_body, sysctls={"net.ipv4.ip_local_port_range": NARROW,
+                                                            "net.ipv4.tcp_tw_reuse": "0"})
+    assert len(used) == 99 and 40050 not in used
