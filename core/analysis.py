@@ -311,7 +311,7 @@ def _judge_pressure(ports: PortsSummary, fc: Forecast, config: PortConfig, proce
     if critical or warning:
         if culprit:
             (critical or warning).append(culprit)
-        fix = _fix_sentence(config)
+        fix = _fix_sentence(config, fc.time_wait_holds_ports)
         if fix and (ports.pressure >= WARNING_PRESSURE or steady_fills_pool or probe_failures):
             (critical or warning).append(fix)
     if critical:
@@ -404,17 +404,31 @@ def process_text(row: ProcessRow) -> str:
     return f"{row.name} (pid {row.pid}{', exited' if row.exited else ''})"
 
 
-def _fix_sentence(config: PortConfig) -> str | None:
+def _fix_sentence(config: PortConfig, time_wait_holds_ports: bool = True) -> str | None:
+    """Advice that follows the settings in effect. time_wait_holds_ports: whether the
+    busiest pool's TIME_WAIT keeps its ports from connect() (tcp_tw_reuse 0; 2 off loopback)."""
     if config.os_name == "Linux":
+        lasts = "TIME_WAIT itself lasts 60 s and tcp_fin_timeout does not shorten it"
         if config.tw_reuse == 0:
             return ("net.ipv4.tcp_tw_reuse is 0, so TIME_WAIT ports are never reused for new "
-                    "connections; setting it to 1 lets connect() reuse them safely (TIME_WAIT itself "
-                    "lasts 60 s and tcp_fin_timeout does not shorten it). Widening "
+                    f"connections; setting it to 1 lets connect() reuse them safely ({lasts}). Widening "
                     "net.ipv4.ip_local_port_range also helps; reusing connections helps most.")
-        return ("Widen net.ipv4.ip_local_port_range or make the application reuse connections "
-                "(keep-alive, pooling); TIME_WAIT lasts 60 s and tcp_fin_timeout does not shorten it.")
+        if config.tw_reuse == 2 and time_wait_holds_ports:
+            return ("net.ipv4.tcp_tw_reuse is 2 (the kernel default): connect() reuses TIME_WAIT ports "
+                    "on loopback only, and this pool is not loopback. Setting it to 1 lets connect() "
+                    f"reuse them here too ({lasts}). Widening net.ipv4.ip_local_port_range also helps; "
+                    "reusing connections helps most.")
+        return (f"net.ipv4.tcp_tw_reuse ({config.tw_reuse}) already lets connect() reuse this pool's "
+                "TIME_WAIT ports: widen net.ipv4.ip_local_port_range or make the application reuse "
+                f"connections (keep-alive, pooling); {lasts}.")
     if config.os_name == "Windows":
-        return (f"TIME_WAIT lasts {config.time_wait_seconds:.0f} s here: lowering TcpTimedWaitDelay "
-                "(e.g. to 30, reboot needed) or widening the dynamic port range frees ports sooner; "
-                "reusing connections helps most.")
+        lo, hi = config.dynamic_range
+        widen = (f"widening the dynamic port range (now {lo}-{hi}, {config.capacity} ports: "
+                 "netsh int ipv4 set dynamicport tcp start=... num=...)")
+        if config.time_wait_seconds > 30:
+            return (f"TIME_WAIT lasts {config.time_wait_seconds:.0f} s here: lowering TcpTimedWaitDelay "
+                    f"(e.g. to 30, reboot needed) or {widen} frees ports sooner; reusing connections "
+                    "helps most.")
+        return (f"TcpTimedWaitDelay is already {config.time_wait_seconds:.0f} s: {widen} or reusing "
+                "connections is what is left.")
     return None

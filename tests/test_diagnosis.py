@@ -66,3 +66,28 @@ def test_ended_short_lived_processes_of_one_parent_become_one_row():
     assert {r.name for r in rows} == {"check_tcp", "curl", "moneng"}
     assert sum(r.time_wait for r in rows) == 15
     assert analysis.process_text(group) == "check_tcp ×6 (short-lived processes started by moneng, pid 812)"
+
+
+def test_advice_follows_tcp_tw_reuse_and_loopback():
+    ports = _ports(PoolUsage("10.0.0.1 -> 10.0.0.9:443", 200, 195, 195, False))
+
+    def advice(tw_reuse, holds):
+        config = replace(LINUX, tw_reuse=tw_reuse)
+        return " ".join(analysis.judge(ports, Forecast(0, None, holds), config, [], []).reasons)
+
+    assert "tcp_tw_reuse is 0" in advice(0, True) and "setting it to 1" in advice(0, True)
+    # The kernel default, off loopback: the one setting that would help here is named.
+    assert "tcp_tw_reuse is 2" in advice(2, True) and "Setting it to 1" in advice(2, True)
+    # Reuse already in effect (1, or 2 on loopback): the range and the application are left.
+    for tw_reuse, holds in ((1, False), (2, False)):
+        text = advice(tw_reuse, holds)
+        assert "already lets connect() reuse" in text and "Setting it to 1" not in text
+
+
+def test_windows_advice_follows_time_wait_delay():
+    windows = PortConfig("Windows", (49152, 65535), (), 120.0, "per_local_address")
+    ports = _ports(PoolUsage("0.0.0.0 (all destinations)", 16384, 16000, 15000, False))
+    text = " ".join(analysis.judge(ports, Forecast(), windows, [], []).reasons)
+    assert "lowering TcpTimedWaitDelay" in text
+    text = " ".join(analysis.judge(ports, Forecast(), replace(windows, time_wait_seconds=30.0), [], []).reasons)
+    assert "already 30 s" in text and "49152-65535" in text
