@@ -77,6 +77,25 @@ def positive_float(text: str) -> float:
     return value
 
 
+def bounded_float(maximum: float, unit: str = "s") -> Callable[[str], float]:
+    """positive_float with an upper bound (time.sleep and timers overflow on huge values)."""
+    def parse(text: str) -> float:
+        value = positive_float(text)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"at most {maximum:g} {unit}: {text!r}")
+        return value
+    return parse
+
+
+def bounded_int(maximum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = positive_int(text)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"at most {maximum}: {text!r}")
+        return value
+    return parse
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

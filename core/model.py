@@ -372,4 +372,5 @@ class Sample:
             "time_wait_unattributed": self.time_wait_unattributed,
             "time_wait_seconds": self.time_wait_seconds,
             "os": self.os_name,
+            "limits": list(self.limits),
         }

@@ -89,5 +89,6 @@ def test_windows_advice_follows_time_wait_delay():
     ports = _ports(PoolUsage("0.0.0.0 (all destinations)", 16384, 16000, 15000, False))
     text = " ".join(analysis.judge(ports, Forecast(), windows, [], []).reasons)
     assert "lowering TcpTimedWaitDelay" in text
-    text = " ".join(analysis.judge(ports, Forecast(), replace(windows, time_wait_seconds=30.0), [], []).reasons)
+    shortest = replace(windows, time_wait_seconds=30.0)
+    text = " ".join(analysis.judge(ports, Forecast(), shortest, [], []).reasons)
     assert "already 30 s" in text and "49152-65535" in text
