@@ -11,6 +11,7 @@ import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from core import __version__
 
@@ -79,21 +80,20 @@ def positive_float(text: str) -> float:
 
 def bounded_float(maximum: float, unit: str = "s") -> Callable[[str], float]:
     """positive_float with an upper bound (time.sleep and timers overflow on huge values)."""
-    def parse(text: str) -> float:
-        value = positive_float(text)
-        if value > maximum:
-            raise argparse.ArgumentTypeError(f"at most {maximum:g} {unit}: {text!r}")
-        return value
-    return parse
+    return _bounded(positive_float, maximum, f"{maximum:g} {unit}")
 
 
 def bounded_int(maximum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = positive_int(text)
+    return _bounded(positive_int, maximum, str(maximum))
+
+
+def _bounded(parse: Callable[[str], Any], maximum: float, shown: str) -> Callable[[str], Any]:
+    def parse_bounded(text: str) -> Any:
+        value = parse(text)
         if value > maximum:
-            raise argparse.ArgumentTypeError(f"at most {maximum}: {text!r}")
+            raise argparse.ArgumentTypeError(f"at most {shown}: {text!r}")
         return value
-    return parse
+    return parse_bounded
 
 
 def positive_int(text: str) -> int:
