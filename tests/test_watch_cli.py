@@ -170,3 +170,31 @@ def test_sigterm_and_sighup_end_like_ctrl_c(signame, tmp_path):
     assert set(result["printed"]) <= set(result["recorded"])
     assert result["truncated"] == 0
     assert result["instances"] == []
+
+
+def _unprivileged_watch() -> dict:
+    with Listener("127.0.0.1", 9000), Churner("127.0.0.1", 9000, hold_s=0.005, name="rootclient") as churner:
+        wait_until(lambda: churner.ok >= 100, 30, "100 churned connections")
+        code = "import sys; from gui.launcher import main; sys.exit(main())"
+        result = subprocess.run(
+            ["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups",
+             sys.executable, "-c", code, "watch", "--count", "3", "--interval", "0.3", "--json"],
+            capture_output=True, text=True, cwd=ROOT, timeout=60, stdin=subprocess.DEVNULL)
+    return {"code": result.returncode, "stderr": result.stderr,
+            "lines": [json.loads(line) for line in result.stdout.splitlines()], "churner": churner.pid}
+
+
+@requires_netns
+def test_not_root_says_what_is_hidden_and_blames_nobody():
+    result = run_in_netns(_unprivileged_watch)
+    assert result["code"] == 0, result["stderr"]
+    for obj in result["lines"]:
+        check_contract(obj)
+        assert any("not root" in limit for limit in obj["limits"])
+        reasons = " ".join(obj["verdict"]["reasons"])
+        assert "This run cannot see everything: not root" in reasons
+        # Root's sockets show no owner: counts are right, but nobody is credited.
+        assert obj["states"]["TIME_WAIT"] >= 50
+        assert all(p["pid"] != result["churner"] for p in obj["processes"])
+        assert obj["time_wait_unattributed"] == obj["states"]["TIME_WAIT"]
+    assert "Run PortPressure as root" in " ".join(result["lines"][-1]["verdict"]["reasons"])
