@@ -134,7 +134,8 @@ def _fork_body():
         try:
             sample = sample_until(
                 sampler, lambda s: any(p.name == "check_tcp" and p.instances >= 10 and p.parent is not None
-                                       for p in s.processes), 30, "check_tcp grouped with its parent")
+                                       and p.time_wait >= 0.8 * s.states["TIME_WAIT"] for p in s.processes),
+                30, "check_tcp grouped with its parent, credited with most TIME_WAIT")
         finally:
             sampler.close()
         return {"sample": sample, "engine": engine.pid}
