@@ -277,6 +277,7 @@ class PortsSummary:
             "pressure": round(self.pressure, 4),
             "pool": self.pool,
             "range_in_use": self.range_in_use,
+            "range_capacity": self.range_capacity,
             "range_pressure": round(self.range_pressure, 4),
         }
 

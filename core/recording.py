@@ -159,6 +159,8 @@ def sample_from_json(obj: Mapping[str, Any]) -> Sample:
             in_use=int(ports["in_use"]),
             pressure=float(ports["pressure"]),
             pool=str(ports["pool"]),
+            range_in_use=int(ports.get("range_in_use", 0)),
+            range_capacity=int(ports.get("range_capacity", 0)),
             pools=tuple(PoolUsage(str(p["pool"]), int(p["capacity"]), int(p["in_use"]), int(p["time_wait"]),
                                   bool(p["reusable_time_wait"])) for p in obj.get("pools", ())),
         ),

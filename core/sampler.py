@@ -220,8 +220,9 @@ class Sampler:
         for event in read.events:
             if event.comm:  # a thread may have no name yet; keep the one we know
                 self._comm[event.pid] = event.comm
-        for pid in np.unique(events["pid"][syn]).tolist():
-            # Ask now, while a short-lived process may still run: its name and parent.
+        # Ask now, while a short-lived process may still run: its name and parent (the
+        # owners of this read's sockets and the processes seen connecting; cached after).
+        for pid in np.unique(np.concatenate([pids[owned], events["pid"][syn]])).tolist():
             self._names.name(pid, self._comm.get(pid))
         ev_ckeys = connection_keys(events[fin]) if fin.any() else np.zeros(0, dtype=np.uint64)
         # Some sources give TIME_WAIT rows an owner; remember those like live ones.

@@ -129,7 +129,7 @@ def test_a_leaker_is_shown_with_its_connections_and_never_the_client_time_wait()
 def _fork_body():
     from core.sampler import Sampler
 
-    with Listener("127.0.0.1", 9000), ForkPerConnection("127.0.0.1", 9000, hold_s=0.05) as engine:
+    with Listener("127.0.0.1", 9000), ForkPerConnection("127.0.0.1", 9000, hold_s=0.1) as engine:
         sampler = Sampler()
         try:
             sample = sample_until(
