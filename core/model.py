@@ -152,6 +152,9 @@ class TableRead:
     time_wait_listed: bool = True
     # Per table row, milliseconds a TIME_WAIT socket has left (Linux idiag_expires), or None.
     expires_ms: np.ndarray | None = None
+    # pid -> (name, parent pid) of processes first seen holding sockets in this read, taken
+    # while they ran (a short-lived one may have ended before the sampler asks).
+    identities: Mapping[int, tuple[str, int]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ class ProcessNames:
     def __init__(self) -> None:
         self._cache: dict[int, str] = {}
         self._parents: dict[int, ParentProcess | None] = {}
+        self._seen_as: dict[int, str] = {}  # the name the socket owner scan read, for after it ends
 
     def name(self, pid: int, fallback: str | None = None) -> str:
         cached = self._cache.get(pid)
@@ -21,7 +22,7 @@ class ProcessNames:
             proc = psutil.Process(pid)
             name = proc.name()
         except psutil.NoSuchProcess:
-            return fallback or f"(exited, pid {pid})"
+            return self._seen_as.get(pid) or fallback or f"(exited, pid {pid})"
         except psutil.AccessDenied:
             name = fallback or f"(access denied, pid {pid})"
         except Exception:  # psutil can raise OSError variants on odd /proc entries
@@ -30,6 +31,14 @@ class ProcessNames:
             self._parents[pid] = _parent(proc)
         self._cache[pid] = name
         return name
+
+    def note(self, pid: int, name: str, ppid: int) -> None:
+        """What the socket owner scan read while the process ran (its /proc/PID/stat): used
+        once it has ended (a running process is asked again: an exec renames it)."""
+        self._seen_as[pid] = name
+        if pid not in self._parents:
+            self._parents[pid] = (None if ppid <= 1 else
+                                  ParentProcess(ppid, self._cache.get(ppid) or _name_of(ppid)))
 
     def parent(self, pid: int) -> ParentProcess | None:
         """The parent seen while the process ran (None if it was never seen running)."""
@@ -51,6 +60,15 @@ class ProcessNames:
             del self._cache[pid]
         for pid in [p for p in self._parents if p not in alive]:
             del self._parents[pid]
+        for pid in [p for p in self._seen_as if p not in alive]:
+            del self._seen_as[pid]
+
+
+def _name_of(pid: int) -> str:
+    try:
+        return str(psutil.Process(pid).name())
+    except (psutil.Error, OSError):
+        return f"pid {pid}"
 
 
 def _parent(proc: psutil.Process) -> ParentProcess | None:

@@ -220,6 +220,8 @@ class Sampler:
         for event in read.events:
             if event.comm:  # a thread may have no name yet; keep the one we know
                 self._comm[event.pid] = event.comm
+        for pid, (comm, ppid) in read.identities.items():
+            self._names.note(pid, comm, ppid)
         # Ask now, while a short-lived process may still run: its name and parent (the
         # owners of this read's sockets and the processes seen connecting; cached after).
         for pid in np.unique(np.concatenate([pids[owned], events["pid"][syn]])).tolist():

@@ -88,7 +88,7 @@ class TimeWaitTier:
     def __init__(self) -> None:
         self._deadline = np.zeros(0, dtype=np.float64)
         self._start = 0
-        self._port_rows = np.zeros(65536, dtype=np.int64)  # live cached rows per local port
+        self._port_rows = np.zeros(65536, dtype=np.int32)  # live cached rows per local port
         self.listed_at: float | None = None
         self._set_rows(empty_table(), np.zeros(0, dtype=np.int64))
         self._pids = np.zeros(0, dtype=np.int64)
@@ -134,7 +134,7 @@ class TimeWaitTier:
         self._set_rows(rows, order)
         self._deadline = deadline[order]
         self._start = 0
-        self._port_rows = np.bincount(rows["lport"], minlength=65536).astype(np.int64)
+        self._port_rows = np.bincount(rows["lport"], minlength=65536).astype(np.int32)
         self.listed_at = now
 
         pool_uniq, pool_first, pool_inv = np.unique(pool_key[counted], return_index=True,

@@ -158,7 +158,7 @@ def process_name_text(p: ProcessRow) -> str:
     if p.instances > 1:
         parent = f", started by {p.parent.name} (pid {p.parent.pid})" if p.parent is not None else ""
         return f"{p.name} ×{p.instances:,}{parent}"
-    return f"{p.name} (exited)" if p.exited else p.name
+    return f"{p.name} (exited)" if p.exited and not p.name.startswith("(exited") else p.name
 
 
 PROCESS_COLUMNS: tuple[Column[ProcessRow], ...] = (

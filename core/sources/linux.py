@@ -132,8 +132,10 @@ class LinuxSource:
             if listed:
                 self._listed_at = counters.monotonic
             table["pid"] = self._owners.owners(table["inode"])
+            identities = self._owners.take_identities()
         else:
             table = empty_table()
+            identities = {}
         events = self.drain_events()
         return TableRead(
             table=table,
@@ -145,6 +147,7 @@ class LinuxSource:
             limits=self.limits,
             time_wait_listed=listed,
             expires_ms=expires if listed else None,
+            identities=identities,
         )
 
     def _close_trace(self) -> None:
