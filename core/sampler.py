@@ -71,6 +71,7 @@ def _sorted_contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
 class Sampler:
     def __init__(self, source: SocketSource | None = None, *, top: int = 50) -> None:
         self._source = source if source is not None else open_source()
+        self._created = time.monotonic()  # when the source (and its kernel events) started
         self.top = top
         self._names = ProcessNames()
         self._lock = threading.Lock()
@@ -302,11 +303,13 @@ class Sampler:
                 config, busiest_row is not None and bool(analysis.is_loopback(busiest_row).any()))
             if dt:
                 pool_rate = self._pool_time_wait_rate(busiest_key, read, tier, expired, dt)
-                if ports.pressure >= analysis.CRITICAL_PRESSURE and busiest_row is not None:
-                    # Exhausted: attempts fail before they leave a TIME_WAIT; each one
-                    # (a kernel SYN_SENT event) is what the pool would have to hold.
-                    attempts = np.count_nonzero(remote_keys(events[syn]) == remote_keys(busiest_row)[0])
-                    pool_rate = max(pool_rate, attempts / dt)
+            # The first read's events cover the time since the tracing started (construction).
+            window = dt or (now - self._created)
+            if ports.pressure >= analysis.CRITICAL_PRESSURE and busiest_row is not None and window > 0:
+                # Exhausted: attempts fail before they leave a TIME_WAIT; each one (a kernel
+                # SYN_SENT event) is what the pool would have to hold.
+                attempts = np.count_nonzero(remote_keys(events[syn]) == remote_keys(busiest_row)[0])
+                pool_rate = max(pool_rate, attempts / window)
         growth = self._growth_rate(now, ports.pool, ports.in_use)
         fc = analysis.forecast(ports, pool_rate, config.time_wait_seconds, growth, holds_ports)
 

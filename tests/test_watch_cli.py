@@ -176,11 +176,12 @@ def _unprivileged_watch() -> dict:
     with Listener("127.0.0.1", 9000), Churner("127.0.0.1", 9000, hold_s=0.005, name="rootclient") as churner:
         wait_until(lambda: churner.ok >= 100, 30, "100 churned connections")
         code = "import sys; from gui.launcher import main; sys.exit(main())"
-        result = subprocess.run(
-            ["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups",
-             sys.executable, "-c", code, "watch", "--count", "3", "--interval", "0.3", "--json"],
-            capture_output=True, text=True, cwd=ROOT, timeout=60, stdin=subprocess.DEVNULL)
-    return {"code": result.returncode, "stderr": result.stderr,
+        unprivileged = ["setpriv", "--reuid", "nobody", "--regid", "nogroup", "--clear-groups",
+                        sys.executable, "-c", code, "watch", "--interval", "0.3"]
+        result, text = (subprocess.run([*unprivileged, *extra], capture_output=True, text=True, cwd=ROOT,
+                                       timeout=60, stdin=subprocess.DEVNULL)
+                        for extra in (["--count", "3", "--json"], ["--count", "1"]))
+    return {"code": result.returncode, "stderr": result.stderr, "text": text.stdout,
             "lines": [json.loads(line) for line in result.stdout.splitlines()], "churner": churner.pid}
 
 
@@ -198,3 +199,5 @@ def test_not_root_says_what_is_hidden_and_blames_nobody():
         assert all(p["pid"] != result["churner"] for p in obj["processes"])
         assert obj["time_wait_unattributed"] == obj["states"]["TIME_WAIT"]
     assert "Run PortPressure as root" in " ".join(result["lines"][-1]["verdict"]["reasons"])
+    # The text view says it too, once, before the samples.
+    assert result["text"].splitlines()[0].startswith("cannot see: not root")
