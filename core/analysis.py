@@ -178,6 +178,9 @@ def summarize_ports(pools: Sequence[PoolUsage], config: PortConfig, table: np.nd
     whole = {"range_in_use": range_in_use, "range_capacity": config.capacity}
     if pools:
         top = max(pools, key=lambda p: p.pressure)
+        # Between TIME_WAIT listings the newest TIME_WAIT is only counted, its ports unknown:
+        # the whole range holds at least the busiest pool's ports.
+        whole["range_in_use"] = min(max(range_in_use, top.in_use), config.capacity)
         return PortsSummary(config.dynamic_range, top.capacity, top.in_use, top.pressure, top.label,
                             tuple(pools), **whole)
     capacity = usable_capacity(table, facts, config)

@@ -70,8 +70,9 @@ def _sorted_contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
 
 class Sampler:
     def __init__(self, source: SocketSource | None = None, *, top: int = 50) -> None:
+        # When the kernel events the first read drains began (None: a source made elsewhere).
+        self._events_since: float | None = time.monotonic() if source is None else None
         self._source = source if source is not None else open_source()
-        self._created = time.monotonic()  # when the source (and its kernel events) started
         self.top = top
         self._names = ProcessNames()
         self._lock = threading.Lock()
@@ -304,7 +305,7 @@ class Sampler:
             if dt:
                 pool_rate = self._pool_time_wait_rate(busiest_key, read, tier, expired, dt)
             # The first read's events cover the time since the tracing started (construction).
-            window = dt or (now - self._created)
+            window = dt or (now - self._events_since if self._events_since is not None else 0.0)
             if ports.pressure >= analysis.CRITICAL_PRESSURE and busiest_row is not None and window > 0:
                 # Exhausted: attempts fail before they leave a TIME_WAIT; each one (a kernel
                 # SYN_SENT event) is what the pool would have to hold.
