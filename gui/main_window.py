@@ -46,17 +46,21 @@ from PySide6.QtWidgets import (
 )
 
 from core import __version__
+from core.cli import SMALLEST_WINDOW
 from core.history import DAY_AT_1HZ, History, HistorySnapshot
 from core.model import ProbeFailure, Sample
 from core.recording import Recorder, Recording, RecordingError, check_recording
 from core.report import Evidence, ReportError, safe_host
 from gui.evidence import build_evidence, panel_rows, save_evidence
+from gui.help_page import HelpAction
+from gui.keyboard import EnterOpens, details_action
 from gui.probe_panel import ProbePanel
 from gui.process_dialog import ProcessDialog
 from gui.replay import RecordingLoader, ReplayBar, describe, peak_index, when
 from gui.sampling_worker import SamplerLike, SamplingThread, SamplingWorker, SourceFacts
 from gui.settings_panel import SettingsPanel
 from gui.state_plot import StatePlot, TextStrip
+from gui.status_messages import ElidedLabel, MessageStatusBar
 from gui.style import icon_path
 from gui.table_models import (
     PROCESS_SOCKETS_COLUMN,
@@ -72,7 +76,7 @@ log = logging.getLogger(__name__)
 FolderChooser = Callable[[QWidget, str], str | None]
 FileChooser = Callable[[QWidget, str], str | None]  # (parent, start folder or suggested path)
 DEFAULT_SIZE = (1280, 800)
-MINIMUM_SIZE = (1024, 700)
+MINIMUM_SIZE = SMALLEST_WINDOW  # `gui --screenshot --size` checks against it
 RECORDING_FILTER = "PortPressure recordings (*.jsonl.gz *.jsonl *.gz *.json);;All files (*)"
 
 
@@ -146,8 +150,8 @@ class MainWindow(QMainWindow):
         self.resize(*DEFAULT_SIZE)
 
         self._build_views(history_capacity)
+        self._build_status_bar()  # first: View > Messages is the status bar's action
         self._build_actions()
-        self._build_status_bar()
         self._restore_settings(restore_geometry)
 
         self.sampling: SamplingThread | None = None
@@ -186,7 +190,9 @@ class MainWindow(QMainWindow):
         self.process_proxy.setSourceModel(self.process_model)
         self.process_view = self._table_view(self.process_proxy, PROCESS_SOCKETS_COLUMN)
         self.process_view.doubleClicked.connect(self.open_process_details)
-        self.process_view.setToolTip("Double-click a process for its path, user, command line and endpoints")
+        self.enter_opens = EnterOpens(self.process_view, self.open_process_details)
+        self.process_view.setToolTip("Double-click a process (or press Enter) for its path, user, command "
+                                     "line and endpoints")
         self.process_view.horizontalHeader().resizeSection(1, 150)
         self.filter_box = QLineEdit()
         self.filter_box.setPlaceholderText("Filter processes by pid, name or state (Ctrl+F)")
@@ -364,7 +370,10 @@ class MainWindow(QMainWindow):
         view_menu.addSeparator()
         view_menu.addAction(self.plot.pause_action)
         view_menu.addAction(self.filter_action)
+        view_menu.addAction(details_action(self, self.process_view, self.open_process_details))
+        view_menu.addAction(self.statusBar().messages_action)
         help_menu = menu.addMenu("&Help")
+        help_menu.addAction(HelpAction(self))
         help_menu.addAction(self.about_action)
 
         toolbar = self.addToolBar("Main")
@@ -381,8 +390,9 @@ class MainWindow(QMainWindow):
         toolbar.addAction(self.plot.pause_action)
 
     def _build_status_bar(self) -> None:
-        bar = self.statusBar()
-        self.error_label = QLabel()
+        bar = MessageStatusBar()
+        self.setStatusBar(bar)
+        self.error_label = ElidedLabel(bar.log)
         self.error_label.setStyleSheet("color: #b71c1c; font-weight: bold;")
         self.error_label.setWordWrap(False)
         # Its text changes every sample: a TextStrip repaints without re-laying out the window.

@@ -19,13 +19,14 @@ from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QFormLayout,
+    QGridLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -60,6 +61,8 @@ EXPLANATION = (
     "10048 on Windows, EADDRNOTAVAIL on Linux) while inbound ones still work. This test opens real "
     "outbound connections, like <tt>telnet HOST PORT</tt>, and closes each one at once."
 )
+SUMMARY = "Connects like <tt>telnet HOST PORT</tt> (hover for why outbound fails first)."
+TABLE_MIN_PX = 56
 COLUMNS = ("Time", "Target", "Outcome", "Latency", "Diagnosis")
 MAX_ROWS = 5000  # oldest rows (and kept results) go first beyond this
 INVALID_STYLE = "QLineEdit { border: 2px solid #c62828; background: #fff4f4; }"
@@ -73,6 +76,7 @@ FIELDS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("count", "Count", parse_count, "1"),
     ("interval", "Interval (s)", parse_interval, f"{DEFAULT_INTERVAL_S:g}"),
 )
+FIELD_PLACES = ((0, 0, 3), (0, 4, 1), (1, 0, 1), (1, 2, 1), (1, 4, 1))  # (row, column, columns spanned)
 
 
 class _CurrentRun:
@@ -115,20 +119,32 @@ class ProbePanel(QWidget):
 
     # -- construction ----------------------------------------------------------------------
     def _build(self) -> None:
-        self.explanation = QLabel(EXPLANATION)
+        # One line on screen (the Run button and the results must fit above the fold at
+        # 1280x800); the why in full on hover and in Help > Reading this window.
+        self.explanation = QLabel(SUMMARY)
         self.explanation.setWordWrap(True)
         self.explanation.setTextFormat(Qt.TextFormat.RichText)
+        self.explanation.setToolTip(EXPLANATION)
 
-        form = QFormLayout()
+        # Host and port on the first row, the repetition settings on the second.
+        form = QGridLayout()
+        form.setHorizontalSpacing(6)
+        form.setVerticalSpacing(4)
         self.fields: dict[str, QLineEdit] = {}
-        for name, label, _parse, default in FIELDS:
+        for (name, label, _parse, default), (row, column, span) in zip(FIELDS, FIELD_PLACES, strict=True):
             edit = QLineEdit(default)
             edit.setObjectName(f"probe_{name}")
             edit.textEdited.connect(lambda _text, n=name: self._touched.add(n))
             edit.textChanged.connect(self._validate)
             edit.returnPressed.connect(self.start)
             self.fields[name] = edit
-            form.addRow(label, edit)
+            caption = QLabel(label)
+            caption.setBuddy(edit)
+            form.addWidget(caption, row, column)
+            form.addWidget(edit, row, column + 1, 1, span)
+        for column in (1, 3, 5):
+            form.setColumnStretch(column, 1)
+        form.setColumnStretch(1, 4)
         self.fields["host"].setPlaceholderText("server.example.com, 10.0.0.5 or [2001:db8::5]")
         self.fields["port"].setPlaceholderText("443")
         self.input_error = QLabel()
@@ -151,6 +167,10 @@ class ProbePanel(QWidget):
         buttons.addWidget(self.progress, 1)
 
         self.table = QTableWidget(0, len(COLUMNS))
+        # A header and a row at least, and no height of its own to ask for: the panel in its
+        # scroll area then fits at 1280x800 and the table takes whatever height is left.
+        self.table.setMinimumHeight(TABLE_MIN_PX)
+        self.table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -171,6 +191,8 @@ class ProbePanel(QWidget):
         self.event_log_label.setVisible(False)
 
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.setSpacing(4)
         layout.addWidget(self.explanation)
         layout.addLayout(form)
         layout.addWidget(self.input_error)

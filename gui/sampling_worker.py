@@ -4,7 +4,7 @@ The worker owns the Sampler (created inside the thread, since opening a source c
 take a full /proc scan) and emits immutable Samples through queued signals. A failed
 read is reported as text and the next tick simply tries again. The GUI thread never
 touches the kernel. On Linux the sampler itself runs in a child process
-(gui/sampler_process.py) and this thread only waits for its replies.
+(core/sampler_process.py) and this thread only waits for its replies.
 
 When the window records (File > Record), the Recorder is handed to the worker and each
 sample is appended here, after it has been sent to the window: the disk is never
@@ -57,7 +57,7 @@ class SourceFacts:
 
 
 def _default_sampler() -> SamplerLike:
-    from gui.sampler_process import open_sampler
+    from core.sampler_process import open_sampler
 
     sampler: SamplerLike = open_sampler()
     return sampler

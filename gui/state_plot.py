@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from core.history import SERIES_NAMES, HistorySnapshot
 from core.model import Sample
+from gui.plot_legend import LegendSample, show_visibility
 from gui.style import CAPACITY_COLOUR, CURVE_GROUPS, PORTS_HELD_COLOUR, CurveGroup
 
 WINDOWS: tuple[tuple[str, int], ...] = (("1 min", 60), ("5 min", 300), ("1 h", 3600), ("24 h", 86400))
@@ -37,7 +38,8 @@ PORTS_HELD_LABEL = "ports held (busiest pool)"
 # The limit line joins the y auto-range only once usage is a visible share of it, so
 # an idle machine's curves are not flattened against a capacity of 28,232.
 SHOW_LIMIT_SHARE = 0.25
-
+PORTS_HELD_Z = 10
+LIMIT_LABEL_PX = 22.0  # the capacity label (8-9 pt) and its gap above the line
 
 ANTIALIAS_PIXELS_PER_SAMPLE = 8  # see StatePlot._antialias
 
@@ -190,7 +192,8 @@ class StatePlot(QWidget):
         self.plot_item.hideButtons()
         # The legend sits under the time axis, in the plot's own grid layout, so it never
         # covers the curves or the limit line; clicking an entry toggles its curve.
-        self.legend = pg.LegendItem(labelTextSize="8pt", verSpacing=-8, horSpacing=12, colCount=4)
+        self.legend = pg.LegendItem(labelTextSize="8pt", verSpacing=-8, horSpacing=12, colCount=4,
+                                    sampleType=LegendSample)
         self.plot_item.layout.addItem(self.legend, 4, 1)
         self.legend.setToolTip("Click an entry to hide or show its curve")
         self.view_box = self.plot_item.getViewBox()
@@ -206,20 +209,26 @@ class StatePlot(QWidget):
             self.legend.addItem(curve, group.label)
             self._tune_curve(curve)
             curve.setVisible(group.visible)
+            show_visibility(self.legend, curve, group.label)
             # A hidden curve gets no data each second; it catches up when shown again.
             column = len(self.curves)
             curve.visibleChanged.connect(lambda c=curve, i=column: self._curve_shown(c, i))
+            curve.visibleChanged.connect(lambda c=curve, t=group.label: show_visibility(self.legend, c, t))
             self.curves.append(curve)
         self.ports_curve = self.plot_item.plot(
-            pen=pg.mkPen(PORTS_HELD_COLOUR, width=2, style=Qt.PenStyle.DashLine))
+            pen=pg.mkPen(PORTS_HELD_COLOUR, width=2.5, style=Qt.PenStyle.DashLine))
         self.legend.addItem(self.ports_curve, PORTS_HELD_LABEL)
+        # Ports held often equals TIME_WAIT and, when exhausted, the capacity: its dashes
+        # drawn over both let the lines beneath show through the gaps.
+        self.ports_curve.setZValue(PORTS_HELD_Z)
         self._tune_curve(self.ports_curve)
         self.limit_line = pg.InfiniteLine(
-            angle=0, movable=False, pen=pg.mkPen(CAPACITY_COLOUR, width=2, style=Qt.PenStyle.DashDotLine),
+            angle=0, movable=False, pen=pg.mkPen(CAPACITY_COLOUR, width=1.5, style=Qt.PenStyle.DashDotLine),
             label="capacity of the busiest pool: {value:,.0f}",
             labelOpts={"position": 0.98, "color": CAPACITY_COLOUR, "anchors": [(1, 1), (1, 1)]})
         self.limit_line.setVisible(False)
         self.plot_item.addItem(self.limit_line, ignoreBounds=True)
+        self.limit_line.setZValue(PORTS_HELD_Z - 1)  # under the ports-held dashes, over the states
         self.cursor_line = pg.InfiniteLine(angle=90, movable=False,
                                            pen=pg.mkPen("#90a4ae", width=1, style=Qt.PenStyle.DotLine))
         self.cursor_line.setVisible(False)
@@ -395,7 +404,10 @@ class StatePlot(QWidget):
                 top = max(top, float(self.buffer.column(column)[first:stop].max()))
         if self.limit_in_view:
             top = max(top, float(self._last_capacity))
-        top = max(top * 1.08, 5.0)  # head-room for the capacity label; never a zero range
+        # Head-room for the capacity label above its line, in pixels (a share of the range
+        # would cut the label off in a short plot); never a zero range.
+        label_share = min(LIMIT_LABEL_PX / max(self.view_box.height(), 1.0), 0.4)
+        top = max(top / (1.0 - label_share), 5.0)
         self._antialias(stop - first <= max(self.plot_widget.width(), 100) // ANTIALIAS_PIXELS_PER_SAMPLE)
         self.view_box.setRange(xRange=(start, end), yRange=(0.0, top), padding=0)
         # pyqtgraph defers the new transform to the paint, where applying it asks for a

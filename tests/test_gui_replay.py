@@ -113,7 +113,7 @@ def assert_window_shows(window: MainWindow, line: dict, index: int) -> None:
     ports = line["ports"]
     assert banner.gauge.value() == round(min(ports["pressure"], 1.0) * 1000)
     assert f"({ports['in_use']:,} of {ports['capacity']:,} ports)" in banner.gauge.format()
-    assert f"Pool {ports['pool']}" in banner.gauge_caption.text()
+    assert f"Busiest pool: {ports['pool']}" in banner.gauge_caption.text()
     # The plotted state counts at the cursor, and the read-out under the plot.
     plot = window.plot
     assert plot.cursor_index == index and plot.replay_line.isVisible()

@@ -164,7 +164,8 @@ def test_ctrl_s_writes_png_and_report(qtbot, make_window, settings, tmp_path: Pa
     embedded = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
     assert base64.b64decode(embedded[-1]) == (bundle / "window.png").read_bytes()
     assert html.escape(window.latest.verdict.title) in page
-    assert (bundle / "history.csv").read_text().splitlines()[0].split(",") == ["time", *SERIES_NAMES]
+    assert (bundle / "history.csv").read_text().splitlines()[0].split(",") == ["time", "unix_time",
+                                                                                 *SERIES_NAMES]
     assert "Saved the evidence" in window.statusBar().currentMessage()
 
 

@@ -51,9 +51,15 @@ def _tracefs_reason() -> str | None:
         return "tracefs is Linux-only"
     if os.geteuid() != 0:
         return "needs root to create a tracing instance"
-    if not any(os.path.isdir(os.path.join(p, "events/sock/inet_sock_set_state"))
-               for p in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing")):
-        return "tracefs with sock:inet_sock_set_state is not available here"
+    # The product's own finder mounts tracefs when it is not (a fresh machine), as the
+    # sampler would; checking the directory alone skipped every test there.
+    from core.sources.linux_trace import TraceUnavailable, find_tracefs
+    try:
+        tracefs = find_tracefs()
+    except TraceUnavailable as exc:
+        return f"tracefs is not available here: {exc}"
+    if not os.path.isdir(os.path.join(tracefs, "events/sock/inet_sock_set_state")):
+        return "tracefs has no sock:inet_sock_set_state event here"
     return None
 
 

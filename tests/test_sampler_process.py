@@ -1,4 +1,4 @@
-"""The window's sampler in a forked child process (gui/sampler_process.py), for real.
+"""The window's sampler in a forked child process (core/sampler_process.py), for real.
 
 The child runs the real core Sampler inside a private network namespace: its samples
 must say what the kernel says, errors must come back as one line and the next request
@@ -14,8 +14,8 @@ import psutil
 import pytest
 
 from core.model import ProbeFailure
+from core.sampler_process import SamplerProcess, supported
 from core.sources.base import SourceError
-from gui.sampler_process import SamplerProcess, supported
 from tests.support.netns import requires_netns, run_in_netns, sockstat_tw, wait_until
 from tests.support.traffic import Churner, Listener
 

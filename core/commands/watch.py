@@ -64,7 +64,8 @@ def register(sub: Any) -> None:
     limit.add_argument("--duration", type=bounded_float(MAX_DURATION_S), metavar="S",
                        help="stop after S seconds (at most a year)")
     p.add_argument("--json", action="store_true", help="one JSON object per sample per line (the contract)")
-    p.add_argument("--record", metavar="FILE", help="also append every sample to FILE (JSON lines)")
+    p.add_argument("--record", metavar="FILE",
+                   help="also append every sample to FILE (JSON lines; gzip when FILE ends in .gz)")
     p.add_argument("--top", type=bounded_int(MAX_TOP), default=10, metavar="N",
                    help=f"processes and remotes per JSON line (default 10, at most {MAX_TOP})")
     p.set_defaults(run=run)

@@ -94,7 +94,7 @@ class SamplerProcess:
     """core.sampler.Sampler's interface, served by a child process."""
 
     def __init__(self, make_sampler: Callable[[], Any] = _default_factory) -> None:
-        ctx = multiprocessing.get_context("fork")
+        ctx: Any = multiprocessing.get_context("fork")  # mypy types it per platform; Linux-only here
         self._conn, child_conn = ctx.Pipe()
         self._process = ctx.Process(target=_serve, args=(child_conn, make_sampler), daemon=True,
                                     name="portpressure-sampler")
