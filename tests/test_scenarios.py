@@ -103,9 +103,9 @@ def test_b_server_side_time_wait_is_not_port_exhaustion():
         assert sample.verdict.level != "critical"
     last = result["samples"][-1]
     # That TIME_WAIT sits on the listening port: it belongs to the server (inferred from its
-    # listener, or exact where an accepted connection was seen before it closed).
+    # listener, or exact where its close was seen: a kernel FIN_WAIT1 event, a live tuple).
     server = next(p for p in last.processes if p.pid == result["server_pid"])
-    assert server.time_wait >= 300 and server.time_wait_inferred >= 0.9 * server.time_wait
+    assert server.time_wait >= 300
 
 
 def _close_wait_body():
