@@ -109,6 +109,12 @@ class Sampler:
         with self._lock:
             self._probe_failures.append(failure)
 
+    def request_full_listing(self) -> None:
+        """Make the next sample list every TIME_WAIT tuple and key them from scratch."""
+        request = getattr(self._source, "request_listing", None)
+        if request is not None:
+            request()
+
     def close(self) -> None:
         self._source.close()
 
@@ -346,6 +352,7 @@ class Sampler:
                 # Whether this read listed the TIME_WAIT tuples; if not, how many of them
                 # come from the last listing (aged) and how many are only counted so far.
                 "time_wait_listed": bool(read.time_wait_listed),
+                "time_wait_listing": "full" if read.time_wait_listed else "",
                 "time_wait_cached": tier.alive,
                 "time_wait_pending": tier.pending,
             },
