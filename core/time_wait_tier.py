@@ -90,18 +90,19 @@ def _merge_keys(keys: np.ndarray, kept_index: np.ndarray, new_keys: np.ndarray, 
     Only the dictionary and the new rows' keys are sorted, never the kept rows: a listing
     that adds 10k rows to 100k kept ones costs in proportion to the 10k."""
     present = new_keys[new_has]
-    merged = np.union1d(keys, present)
+    uniq, first, inverse = np.unique(present, return_index=True, return_inverse=True)
+    merged = np.union1d(keys, uniq)  # both already unique: small
     remap = np.searchsorted(merged, keys).astype(np.int32)
     index = np.full(len(kept_index) + len(new_keys), _NONE, dtype=np.int32)
     has_old = kept_index >= 0
     index[:len(kept_index)][has_old] = remap[kept_index[has_old]]
-    index[len(kept_index):][new_has] = np.searchsorted(merged, present)
+    uniq_at = np.searchsorted(merged, uniq).astype(np.int32)
+    index[len(kept_index):][new_has] = uniq_at[inverse]
     merged_labels = None
     if labels is not None and new_rows is not None:
         merged_labels = np.empty(len(merged), dtype=labels.dtype)
         merged_labels[remap] = labels
-        uniq, first = np.unique(present, return_index=True)
-        merged_labels[np.searchsorted(merged, uniq)] = new_rows[np.flatnonzero(new_has)[first]]
+        merged_labels[uniq_at] = new_rows[np.flatnonzero(new_has)[first]]
     used = np.bincount(index[index >= 0], minlength=len(merged)) > 0
     if not used.all():
         moved = (np.cumsum(used) - 1).astype(np.int32)

@@ -54,19 +54,18 @@ class Holder:
         self.proc.join(10)
 
 
-class ShiftedClock:
-    """The real LinuxSource, with the monotonic time the Sampler sees moved forward:
-    ages the cached rows without waiting for TIME_WAIT's fixed 60 s."""
+class WrappedSource:
+    """The real LinuxSource behind a test's change to what its reads say."""
 
     def __init__(self, source: Any) -> None:
         self.source = source
         self.name = source.name
-        self.shift = 0.0
 
     def read(self, with_table: bool = True) -> TableRead:
-        read = self.source.read(with_table)
-        counters = dataclasses.replace(read.counters, monotonic=read.counters.monotonic + self.shift)
-        return dataclasses.replace(read, counters=counters)
+        return self.source.read(with_table)
+
+    def request_listing(self) -> None:
+        self.source.request_listing()
 
     def read_counters(self) -> Any:
         return self.source.read_counters()
@@ -76,6 +75,20 @@ class ShiftedClock:
 
     def close(self) -> None:
         self.source.close()
+
+
+class ShiftedClock(WrappedSource):
+    """The monotonic time the Sampler sees moved forward: ages the cached rows without
+    waiting for TIME_WAIT's fixed 60 s."""
+
+    def __init__(self, source: Any) -> None:
+        super().__init__(source)
+        self.shift = 0.0
+
+    def read(self, with_table: bool = True) -> TableRead:
+        read = self.source.read(with_table)
+        counters = dataclasses.replace(read.counters, monotonic=read.counters.monotonic + self.shift)
+        return dataclasses.replace(read, counters=counters)
 
 
 def _client_tw(listener_port: int, settled: tuple[str, ...] = ("06", "0A")) -> int:
@@ -339,13 +352,12 @@ def test_merge_equals_a_rebuild_from_every_row() -> None:
     assert np.array_equal(np.sort(tier.expires_left(now)), np.sort(whole.expires_left(now)))
 
 
-class CountSkewed:
-    """The real LinuxSource, except that a partial listing's TIME_WAIT count is off by
-    one, as when a cached TIME_WAIT socket ended early (tcp_tw_reuse, a reset)."""
+class CountSkewed(WrappedSource):
+    """A partial listing's TIME_WAIT count off by `skew`, as when a cached TIME_WAIT
+    socket ended early (tcp_tw_reuse, a reset)."""
 
     def __init__(self, source: Any) -> None:
-        self.source = source
-        self.name = source.name
+        super().__init__(source)
         self.skew = 0
 
     def read(self, with_table: bool = True) -> TableRead:
@@ -353,18 +365,6 @@ class CountSkewed:
         if read.time_wait_omitted is not None and read.time_wait_dumped is not None:
             read = dataclasses.replace(read, time_wait_dumped=read.time_wait_dumped + self.skew)
         return read
-
-    def request_listing(self) -> None:
-        self.source.request_listing()
-
-    def read_counters(self) -> Any:
-        return self.source.read_counters()
-
-    def port_config(self) -> Any:
-        return self.source.port_config()
-
-    def close(self) -> None:
-        self.source.close()
 
 
 def _incremental_vs_full() -> dict[str, Any]:

@@ -30,6 +30,8 @@ class InodeOwners:
         self._owner: dict[int, int] = {}
         self._everything = True  # the next refresh scans every process
         self._scanned_at: dict[int, float] = {}  # pid -> when its fds were last read
+        # A periodic check in progress: pid, its fd names, how many read, sockets found.
+        self._slice: tuple[int, list[str], int, set[int]] | None = None
         self._last_fallback = -1e18
         self._keys = np.zeros(0, dtype=np.uint64)
         self._pids = np.zeros(0, dtype=np.int32)
@@ -40,20 +42,18 @@ class InodeOwners:
         self.fds_scanned = 0  # cost accounting for the last refresh
 
     # -- scanning ---------------------------------------------------------------
-    def _scan_pid(self, pid: int) -> None:
-        fd_dir = f"{self.proc}/{pid}/fd"
-        old = self._inodes_of.pop(pid, set())
-        for inode in old:
-            if self._owner.get(inode) == pid:
-                del self._owner[inode]
-        found: set[int] = set()
+    def _list_fds(self, pid: int) -> list[str]:
         try:
-            names = os.listdir(fd_dir)
+            return os.listdir(f"{self.proc}/{pid}/fd")
         except PermissionError:
             self.denied_pids += 1
-            names = []
         except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
-            names = []
+            pass
+        return []
+
+    def _socket_inodes(self, pid: int, names: list[str]) -> set[int]:
+        fd_dir = f"{self.proc}/{pid}/fd"
+        found: set[int] = set()
         readlink = os.readlink
         for name in names:
             try:
@@ -63,6 +63,19 @@ class InodeOwners:
             if target.startswith(_SOCKET_PREFIX):
                 found.add(int(target[8:-1]))
         self.fds_scanned += len(names)
+        return found
+
+    def _scan_pid(self, pid: int) -> None:
+        if self._slice is not None and self._slice[0] == pid:
+            self._slice = None  # read whole now: a periodic check in progress is moot
+        self._apply(pid, self._socket_inodes(pid, self._list_fds(pid)))
+
+    def _apply(self, pid: int, found: set[int]) -> None:
+        """`found` is what `pid` holds now."""
+        old = self._inodes_of.pop(pid, set())
+        for inode in old:
+            if self._owner.get(inode) == pid:
+                del self._owner[inode]
         if found:
             self._inodes_of[pid] = found
             for inode in found:
@@ -71,6 +84,33 @@ class InodeOwners:
                 if current is None or pid < current:
                     self._owner[inode] = pid
         self._dirty = True
+
+    def _periodic_checks(self, due: list[int], now: float) -> None:
+        """Re-read processes not read for `full_every` seconds, ~periodic_fd_budget fds a
+        call: a process with 10k fds is read over several calls (a change of its fd
+        count meanwhile makes refresh read it whole, which drops the partial read)."""
+        budget = self.periodic_fd_budget
+        while budget > 0:
+            if self._slice is None:
+                if not due:
+                    return
+                pid = due.pop(0)
+                if now - self._scanned_at.get(pid, now) < self.full_every:
+                    continue  # read since (the partial read just finished)
+                self._slice = (pid, self._list_fds(pid), 0, set())
+            pid, names, pos, found = self._slice
+            if pid not in self._fd_count:  # exited
+                self._slice = None
+                continue
+            chunk = names[pos:pos + budget]
+            found |= self._socket_inodes(pid, chunk)
+            budget -= max(len(chunk), 1)
+            if pos + len(chunk) >= len(names):
+                self._slice = None
+                self._scanned_at[pid] = now
+                self._apply(pid, found)
+            else:
+                self._slice = (pid, names, pos + len(chunk), found)
 
     def _fd_count_of(self, pid: int) -> int | None:
         try:
@@ -86,9 +126,9 @@ class InodeOwners:
     def refresh(self, now: float | None = None) -> None:
         """Bring the map up to date: rescan new processes and those whose fd count
         changed; forget exited ones; everything at the first call (and when owners()
-        asks). Besides, each process is rescanned once every `full_every` seconds, a
-        few a read (at most ~`periodic_fd_budget` fds, at least one process): all at
-        once was one read costing ~7 us per open fd of the whole machine every 30 s."""
+        asks). Besides, each process is re-read once every `full_every` seconds, at
+        most ~`periodic_fd_budget` fds a read: all at once was one read costing ~7 us
+        per open fd of the whole machine every 30 s."""
         now = time.monotonic() if now is None else now
         self.fds_scanned = 0
         self.denied_pids = 0
@@ -97,21 +137,21 @@ class InodeOwners:
         for pid in list(self._fd_count):
             if pid not in alive_set:
                 self._forget(pid)
-        budget = self.periodic_fd_budget
+        due: list[int] = []
         for pid in alive:
             count = self._fd_count_of(pid)
             if count is None:
                 self._forget(pid)
                 continue
             changed = self._fd_count.get(pid) != count or count == 0 and pid not in self._fd_count
-            due = budget > 0 and now - self._scanned_at.get(pid, now) >= self.full_every
-            if self._everything or changed or due:
-                if due and not changed:
-                    budget -= max(count, 1)
+            if self._everything or changed:
                 self._fd_count[pid] = count
                 self._scanned_at[pid] = now
                 self._scan_pid(pid)
+            elif now - self._scanned_at.get(pid, now) >= self.full_every:
+                due.append(pid)
         self._everything = False
+        self._periodic_checks(due, now)
 
     def _forget(self, pid: int) -> None:
         self._fd_count.pop(pid, None)
