@@ -4,7 +4,7 @@ Run as root: `python3 -m benchmarks.gui_cpu [--sockets 10000 --seconds 60]`. Sam
 as benchmarks/gui_responsiveness.py (a private namespace, TIME_WAIT kept at the target
 by a child process, the real window and sampler), without the 10 ms probe timer, which
 would cost CPU itself. psutil cpu_times() of the PortPressure process (GUI thread and
-sampling worker thread) plus its sampling child process (gui/sampler_process.py) over
+sampling worker thread) plus its sampling child process (core/sampler_process.py) over
 the run; the socket-building child is not counted.
 """
 

@@ -47,16 +47,16 @@ def measure(path: Path, settings_file: Path) -> dict[str, float]:
     started = time.perf_counter()
     window.open_recording(path)
     load_end: list[float] = []  # noted in the loader thread as it hands the recording over
-    assert window._loader is not None
-    window._loader.loaded.connect(lambda _r: load_end.append(time.perf_counter()),
+    assert window.session.loader is not None
+    window.session.loader.loaded.connect(lambda _r: load_end.append(time.perf_counter()),
                                   Qt.ConnectionType.DirectConnection)
     loop.exec()
     window.grab()  # the first drawn replay: plot, tables and banner rendered (synchronously)
     drawn = time.perf_counter()
     heartbeat.stop()
     if not outcome or not outcome[0]:
-        raise SystemExit(f"could not open {path}: {window.error_label.text()}")
-    recording = window.recording
+        raise SystemExit(f"could not open {path}: {window.status_bar.error_label.text()}")
+    recording = window.session.recording
     assert recording is not None
     during = [b for b in beats if b <= load_end[0]]
     gaps = [b - a for a, b in zip([started] + during, during + [load_end[0]], strict=True)]

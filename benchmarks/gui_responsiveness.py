@@ -134,11 +134,11 @@ def run_window(seconds: float, interval_s: float, tick_timer: bool = True) -> Wi
     settings = QSettings(os.path.join(settings_dir, "portpressure.ini"), QSettings.Format.IniFormat)
     window = MainWindow(settings=settings, interval_s=interval_s)
     window.show()
-    window.sampling.worker.error.connect(run.errors.append)
+    window.session.sampling.worker.error.connect(run.errors.append)
     deadline = time.monotonic() + 60
-    while window.latest is None and time.monotonic() < deadline:
+    while window.session.latest is None and time.monotonic() < deadline:
         QTest.qWait(10)  # runs the event loop until the first sample is on screen
-    if window.latest is None:
+    if window.session.latest is None:
         raise RuntimeError(f"no sample within 60 s: {run.errors}")
     run.startup_s = time.perf_counter() - started
 
@@ -151,7 +151,7 @@ def run_window(seconds: float, interval_s: float, tick_timer: bool = True) -> Wi
     window.sample_shown.connect(on_sample)
     sampling_thread = [0]
     # The sampling thread's native id, asked inside it (the worker's timer runs there).
-    QTimer.singleShot(0, window.sampling.worker,
+    QTimer.singleShot(0, window.session.sampling.worker,
                       lambda: sampling_thread.__setitem__(0, threading_native_id()))
     last = [time.perf_counter()]
 
@@ -169,7 +169,8 @@ def run_window(seconds: float, interval_s: float, tick_timer: bool = True) -> Wi
     timer.timeout.connect(tick)
     process = psutil.Process()
     # On Linux the sampler runs in a child process: its CPU is the app's too.
-    sampler_pid = getattr(window.sampling.worker.sampler, "pid", None)
+    judged = window.session.sampling.worker.sampler  # core.judgement.JudgedSampler
+    sampler_pid = getattr(judged.sampler if judged is not None else None, "pid", None)
     sampler_process = psutil.Process(sampler_pid) if sampler_pid else None
     sampler_before = sampler_process.cpu_times() if sampler_process else None
     threads_before = {t.id: t.user_time + t.system_time for t in process.threads()}

@@ -196,7 +196,7 @@ def forecast(ports: PortsSummary, pool_open_rate: float, time_wait_seconds: floa
         elif holds_ports and growth_per_s and growth_per_s > 0 and steady >= ports.capacity:
             eta = free / growth_per_s
     return Forecast(steady_state_time_wait=steady, seconds_to_exhaustion=eta,
-                    time_wait_holds_ports=holds_ports)
+                    time_wait_holds_ports=holds_ports, open_rate_per_s=pool_open_rate)
 
 
 def _fmt_rate(rate: float) -> str:

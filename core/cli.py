@@ -1,4 +1,4 @@
-"""`portpressure watch|probe|tune|report` — the command line (DESIGN.md contract).
+"""`portpressure watch|probe|tune|report|serve` — the command line (DESIGN.md contract).
 
 Each subcommand lives in core/commands/<name>.py with `register(subparsers)`; this
 module only wires them and turns bad input into one line and exit status 2.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 
@@ -19,7 +20,7 @@ EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 # Subcommand modules, in help order. A module missing from a build is simply not offered.
-COMMAND_MODULES = ("watch", "probe", "tune", "report")
+COMMAND_MODULES = ("watch", "probe", "tune", "report", "serve")
 
 
 class UsageError(Exception):
@@ -46,6 +47,8 @@ def build_parser(gui_available: bool = True) -> argparse.ArgumentParser:
         gui.add_argument("--screenshot", metavar="PNG", help="save the window as PNG and exit")
         gui.add_argument("--after", metavar="SECONDS", type=_non_negative_float, default=None,
                          help="with --screenshot: wait this long first (default 3)")
+        gui.add_argument("--size", metavar="WxH", type=window_size, default=None,
+                         help="with --screenshot: the window's size in pixels (default 1280x800)")
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(f"core.commands.{name}")
@@ -65,6 +68,24 @@ def _non_negative_float(text: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number >= 0: {text!r}")
     return value
+
+
+SMALLEST_WINDOW = (1024, 700)  # the window's minimum size (gui.main_window)
+LARGEST_WINDOW = (7680, 4320)
+
+
+def window_size(text: str) -> tuple[int, int]:
+    """ "1024x700" -> (1024, 700), within the sizes the window can take."""
+    match = re.fullmatch(r"\s*(\d{1,5})\s*[xX]\s*(\d{1,5})\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"not a size like 1280x800: {text!r}")
+    width, height = int(match[1]), int(match[2])
+    (min_w, min_h), (max_w, max_h) = SMALLEST_WINDOW, LARGEST_WINDOW
+    if not (min_w <= width <= max_w and min_h <= height <= max_h):
+        raise argparse.ArgumentTypeError(
+            f"{width}x{height} is outside {min_w}x{min_h} .. {max_w}x{max_h} (the window's smallest size "
+            "and a sane largest)")
+    return width, height
 
 
 def positive_float(text: str) -> float:
@@ -117,8 +138,9 @@ def main(argv: Sequence[str] | None = None,
             return EXIT_OK
         if args.command == "gui":
             assert open_window is not None
-            if args.after is not None and not args.screenshot:
-                raise UsageError("portpressure gui: --after only goes with --screenshot")
+            for given, option in ((args.after, "--after"), (args.size, "--size")):
+                if given is not None and not args.screenshot:
+                    raise UsageError(f"portpressure gui: {option} only goes with --screenshot")
             return open_window(args)
         result: int = args.run(args)
         return result

@@ -10,6 +10,7 @@ import csv
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import IO
 
@@ -28,6 +29,7 @@ EXTRA_SERIES: tuple[str, ...] = (
 )
 SERIES_NAMES: tuple[str, ...] = STATE_NAMES + EXTRA_SERIES
 DAY_AT_1HZ = 86_400
+CSV_TIME_COLUMNS: tuple[str, ...] = ("time", "unix_time")
 
 
 def sample_values(sample: Sample) -> list[float]:
@@ -57,15 +59,22 @@ class HistorySnapshot:
         return len(self.times)
 
     def write_csv(self, out: IO[str]) -> None:
+        """time (ISO-8601, local time with its offset: what a spreadsheet or a person reads),
+        unix_time (seconds since the epoch: what a script joins on), then the series."""
         writer = csv.writer(out)
-        writer.writerow(("time",) + SERIES_NAMES)
+        writer.writerow(CSV_TIME_COLUMNS + SERIES_NAMES)
         for t, row in zip(self.times.tolist(), self.values.tolist(), strict=True):
-            writer.writerow([f"{t:.3f}"] + [_compact(v) for v in row])
+            writer.writerow([iso_time(t), f"{t:.3f}"] + [_compact(v) for v in row])
 
     def to_csv_text(self) -> str:
         buffer = io.StringIO()
         self.write_csv(buffer)
         return buffer.getvalue()
+
+
+def iso_time(timestamp: float) -> str:
+    """1764474076.25 -> "2026-11-30T03:41:16.250+00:00" (local time, with its offset)."""
+    return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="milliseconds")
 
 
 def _compact(value: float) -> str:

@@ -255,6 +255,7 @@ class Forecast:
     # False where tcp_tw_reuse lets connect() take over TIME_WAIT ports of the busiest
     # pool: then the steady-state TIME_WAIT does not use up the pool (not in the JSON).
     time_wait_holds_ports: bool = True
+    open_rate_per_s: float = 0.0  # the rate behind the steady state (new connections, or attempts)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -262,6 +263,7 @@ class Forecast:
             "seconds_to_exhaustion": (
                 None if self.seconds_to_exhaustion is None else round(self.seconds_to_exhaustion, 1)
             ),
+            "open_rate_per_s": round(self.open_rate_per_s, 3),
         }
 
 
@@ -279,6 +281,11 @@ class Verdict:
         return {"level": self.level, "title": self.title, "reasons": list(self.reasons)}
 
 
+# What core.sampler puts in a Sample: the verdict is core.judgement's. Never shown, since
+# everything that shows a sample judges it first; visible (not "ok") if that were forgotten.
+UNJUDGED = Verdict("warning", "Not judged yet", ("This sample has not been through core.judgement yet.",))
+
+
 @dataclass(frozen=True)
 class ProbeFailure:
     """An outbound test that failed with an exhaustion error: evidence for the verdict."""
@@ -288,9 +295,28 @@ class ProbeFailure:
     error: str  # e.g. "[Errno 99] Cannot assign requested address"
 
 
+EventKind = Literal["setting", "probe", "note"]
+
+
+@dataclass(frozen=True)
+class Event:
+    """Something that happened between two samples, for the record: a setting that
+    changed (whoever changed it), an outbound test's result, a note. `details` holds the
+    kind's own keys (setting: name, old, new; probe: target, ok, category)."""
+
+    time_iso: str  # ISO-8601 with offset
+    kind: EventKind
+    text: str  # one sentence for a ticket
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"time": self.time_iso, "kind": self.kind, "text": self.text, **self.details}
+
+
 @dataclass(frozen=True)
 class Sample:
-    """Everything known at one moment. Built by core.sampler, judged by core.analysis."""
+    """Everything known at one moment. Built by core.sampler, judged (verdict, events) by
+    core.judgement."""
 
     time_iso: str  # ISO-8601 with offset
     timestamp: float  # seconds since the epoch, for plots
@@ -307,6 +333,7 @@ class Sample:
     os_name: str = ""
     limits: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
+    events: tuple[Event, ...] = ()  # new since the previous sample, oldest first
 
     def to_json(self, top: int | None = None) -> dict[str, Any]:
         """The `watch --json` contract (DESIGN.md). `top` trims the process/remote lists."""
@@ -325,4 +352,5 @@ class Sample:
             "time_wait_unattributed": self.time_wait_unattributed,
             "time_wait_seconds": self.time_wait_seconds,
             "os": self.os_name,
+            "events": [e.to_json() for e in self.events],
         }

@@ -79,11 +79,18 @@ def _endpoints(proc: psutil.Process) -> tuple[tuple[EndpointCount, ...], str]:
         return (), "Its connections are hidden: access denied (run as administrator/root to see them)."
     except (psutil.Error, OSError) as exc:
         return (), f"Its connections could not be read: {exc}."
+    # Connections accepted on one of its listening ports come from the clients' own
+    # ephemeral ports: one row per client address and service port (a CLOSE_WAIT leaker
+    # otherwise fills the list with one row per client port).
+    listening = {conn.laddr.port for conn in connections if conn.status == psutil.CONN_LISTEN and conn.laddr}
     per_endpoint: dict[str, Counter[str]] = {}
     for conn in connections:
         if not conn.raddr:
             continue  # listening or unconnected sockets have no remote endpoint
-        key = endpoint_text(conn.raddr.ip, conn.raddr.port)
+        if conn.laddr and conn.laddr.port in listening:
+            key = f"{conn.raddr.ip} (clients of local port {conn.laddr.port})"
+        else:
+            key = endpoint_text(conn.raddr.ip, conn.raddr.port)
         per_endpoint.setdefault(key, Counter())[conn.status] += 1
     rows = sorted(
         (EndpointCount(key, sum(states.values()), tuple(states.most_common()))

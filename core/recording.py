@@ -1,16 +1,18 @@
 """Recording samples to disk (`watch --record`, the window's Record toggle) and loading
 them back for replay.
 
-Format: gzip-compressed JSON lines. Each recording session is one gzip member whose
-first line is a header ({"portpressure_recording": 1, "version", "host", ...}) and
-every further line is one sample: the `watch --json` contract keys (top lists trimmed)
-plus "pools", "limits" and "extra". `zcat FILE | jq` reads it.
+Format: JSON lines; the file name picks the encoding. `*.gz`: gzip, each recording
+session one gzip member (`zcat FILE | jq` reads it); any other name: plain text, one line
+per sample, flushed as it is written (`tail -f FILE`, `tail -n1 FILE | jq`). A session's
+first line is a header ({"portpressure_recording": 1, "version", "host", ...}) and every
+further line is one sample: the `watch --json` contract keys (top lists trimmed) plus
+"pools", "limits" and "extra". The loader tells the two apart by their first bytes.
 
-Why compressed: a realistic line is ~3 KB, 260 MB a day at 1 Hz; compressed with a sync
+Why compress: a realistic line is ~3 KB, 260 MB a day at 1 Hz; compressed with a sync
 flush after every line it is ~250 bytes (~21 MB a day, benchmarks/load_recording.py).
-The sync flush puts every complete line on disk in decodable form, and the file is
-fsynced after every sample, so a crash or power loss loses at most the sample being
-written. A writer thread does the disk work; append() waits for it only up to
+Both encodings put every complete line on disk in decodable form (the gzip writer
+sync-flushes the compressor) and fsync after every sample, so a crash or power loss
+loses at most the sample being written. A writer thread does the disk work; append() waits for it only up to
 APPEND_WAIT_S, so a slow or hung disk never stalls sampling.
 
 Loading keeps the compressed bytes plus decoder checkpoints about every megabyte of
@@ -45,6 +47,7 @@ from core.history import History, HistorySnapshot
 from core.model import (
     LEVEL_ORDER,
     STATE_NAMES,
+    Event,
     Forecast,
     PoolUsage,
     PortConfig,
@@ -164,7 +167,8 @@ def sample_from_json(obj: Mapping[str, Any]) -> Sample:
         ),
         rates=Rates(float(rates["active_opens_per_s"]), float(rates["passive_opens_per_s"]),
                     float(rates["attempt_fails_per_s"])),
-        forecast=Forecast(int(fc["steady_state_time_wait"]), None if eta is None else float(eta)),
+        forecast=Forecast(int(fc["steady_state_time_wait"]), None if eta is None else float(eta),
+                          open_rate_per_s=float(fc.get("open_rate_per_s", 0.0))),
         processes=tuple(_process_from_json(p) for p in obj["processes"]),
         remotes=tuple(RemoteRow(str(r["address"]), int(r["port"]), int(r["connections"]), int(r["time_wait"]))
                       for r in obj["remotes"]),
@@ -175,7 +179,18 @@ def sample_from_json(obj: Mapping[str, Any]) -> Sample:
         os_name=str(obj.get("os", "")),
         limits=tuple(str(x) for x in obj.get("limits", ())),
         extra=dict(obj.get("extra", {})),
+        events=tuple(event_from_json(e) for e in obj.get("events", ())),
     )
+
+
+def event_from_json(obj: Mapping[str, Any]) -> Event:
+    """The inverse of Event.to_json."""
+    kind = obj["kind"]
+    if kind not in ("setting", "probe", "note"):
+        raise ValueError(f"unknown event kind {kind!r}")
+    details = {k: v for k, v in obj.items() if k not in ("time", "kind", "text")}
+    parse_time(obj["time"])  # checked: markers are placed by it
+    return Event(str(obj["time"]), kind, str(obj["text"]), details)
 
 
 def _process_from_json(p: Mapping[str, Any]) -> ProcessRow:
@@ -235,11 +250,11 @@ def _describe(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-class _MemberFile:
-    """One gzip member appended to a file, sync-flushed and fsynced after every line.
+class _AppendFile:
+    """Lines appended to a file, each written whole and fsynced (when durable).
 
     After a failed write the file is cut back to the last complete line and nothing
-    more is written to it: the compressor's state no longer matches the disk."""
+    more is written to it."""
 
     def __init__(self, path: Path, durable: bool) -> None:
         self.path = path
@@ -247,25 +262,12 @@ class _MemberFile:
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_BINARY", 0)
         self._fd: int | None = os.open(path, flags, 0o644)
         self.size = os.fstat(self._fd).st_size
-        self._compressor = zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
-        self._crc = 0
-        self._length = 0
-        self._write(MEMBER_HEADER)
 
     def write_line(self, text: bytes) -> None:
-        self._crc = zlib.crc32(text, self._crc)
-        self._length += len(text)
-        self._write(self._compressor.compress(text) + self._compressor.flush(zlib.Z_SYNC_FLUSH))
+        self._write(text)
 
     def finish(self) -> None:
-        """Write the gzip trailer (standard tools then read the file without complaint)."""
-        if self._fd is None:
-            return
-        try:
-            self._write(self._compressor.flush(zlib.Z_FINISH)
-                        + struct.pack("<II", self._crc, self._length & 0xFFFFFFFF))
-        finally:
-            self.close()
+        self.close()
 
     def close(self) -> None:
         if self._fd is not None:
@@ -293,6 +295,54 @@ class _MemberFile:
             raise
 
 
+class _PlainLines(_AppendFile):
+    """Plain JSON lines. A line cut off by an earlier crash is ended first, so the new
+    session's header starts a line of its own (the cut line is then skipped and counted)."""
+
+    def __init__(self, path: Path, durable: bool) -> None:
+        super().__init__(path, durable)
+        if self.size and not _ends_with_newline(path, self.size):
+            self._write(b"\n")
+
+
+def _ends_with_newline(path: Path, size: int) -> bool:
+    with open(path, "rb") as existing:
+        existing.seek(size - 1)
+        return existing.read(1) == b"\n"
+
+
+class _GzipMember(_AppendFile):
+    """One gzip member appended to a file, sync-flushed after every line. After a failed
+    write the compressor's state no longer matches the disk: the member ends there."""
+
+    def __init__(self, path: Path, durable: bool) -> None:
+        super().__init__(path, durable)
+        self._compressor = zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+        self._crc = 0
+        self._length = 0
+        self._write(MEMBER_HEADER)
+
+    def write_line(self, text: bytes) -> None:
+        self._crc = zlib.crc32(text, self._crc)
+        self._length += len(text)
+        self._write(self._compressor.compress(text) + self._compressor.flush(zlib.Z_SYNC_FLUSH))
+
+    def finish(self) -> None:
+        """Write the gzip trailer (standard tools then read the file without complaint)."""
+        if self._fd is None:
+            return
+        try:
+            self._write(self._compressor.flush(zlib.Z_FINISH)
+                        + struct.pack("<II", self._crc, self._length & 0xFFFFFFFF))
+        finally:
+            self.close()
+
+
+def compressed_name(path: Path) -> bool:
+    """A recording's encoding follows its name: `*.gz` is gzip, anything else plain text."""
+    return path.suffix.lower() == ".gz"
+
+
 def _check_appendable(path: Path) -> None:
     if path.is_dir():
         raise RecordingError(f"{path} is a folder")
@@ -301,13 +351,34 @@ def _check_appendable(path: Path) -> None:
         raise RecordingError(f"folder {parent} does not exist")
     try:
         with open(path, "rb") as existing:
-            start = existing.read(len(MEMBER_HEADER))
+            start = existing.read(SNIFF_FILE_BYTES if not compressed_name(path) else len(MEMBER_HEADER))
     except FileNotFoundError:
         return
     except OSError as exc:
         raise RecordingError(f"cannot read {path}: {_describe(exc)}") from None
-    if start and start != MEMBER_HEADER:
+    if not start:
+        return
+    if compressed_name(path):
+        if start != MEMBER_HEADER:
+            raise RecordingError(f"{path} exists and is not a compressed PortPressure recording; "
+                                 "not appending to it")
+    elif start.startswith(GZIP_MAGIC):
+        raise RecordingError(f"{path} is a compressed recording: name it *.gz to append to it")
+    elif not _starts_like_a_recording(start):
         raise RecordingError(f"{path} exists and is not a PortPressure recording; not appending to it")
+
+
+def _starts_like_a_recording(head: bytes) -> bool:
+    """The first line of a plain file is a recording header or a sample."""
+    first = head.split(b"\n", 1)[0]
+    try:
+        obj = json.loads(first)
+        if isinstance(obj, dict) and "portpressure_recording" in obj:
+            return True
+        history_row(obj)
+        return True
+    except (ValueError, KeyError, TypeError, AttributeError, IndexError):
+        return False
 
 
 class Recorder:
@@ -339,7 +410,7 @@ class Recorder:
         _check_appendable(self.path)
         existed = self.path.exists()
         try:
-            self._file: _MemberFile | None = self._open_member()
+            self._file: _AppendFile | None = self._open_member()
         except OSError as exc:
             if not existed:
                 self.path.unlink(missing_ok=True)  # leave no empty file behind
@@ -347,8 +418,9 @@ class Recorder:
         self._thread = threading.Thread(target=self._run, name="portpressure-recorder", daemon=True)
         self._thread.start()
 
-    def _open_member(self) -> _MemberFile:
-        member = _MemberFile(self.path, self._durable)
+    def _open_member(self) -> _AppendFile:
+        encoding = _GzipMember if compressed_name(self.path) else _PlainLines
+        member = encoding(self.path, self._durable)
         member.write_line(json.dumps(self._header, separators=(",", ":")).encode() + b"\n")
         return member
 
@@ -642,6 +714,7 @@ class Recording:
     truncated_lines: int  # lines cut short (the recorder stopped mid-write)
     warnings: tuple[str, ...]  # one line per kind of problem found
     load_seconds: float
+    events: tuple[Event, ...] = ()  # every sample's events, in time order (plot markers, report)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -709,6 +782,7 @@ def load_recording(path: str | os.PathLike[str]) -> Recording:
     times = array("d")
     values_flat = array("d")  # a list of row lists would take ~55 MB for a day
     line_numbers = array("q")
+    events: list[Event] = []
     for reader in _segments(raw, problems):
         for number, text, terminated in reader.lines(checkpoints):
             if not text.strip():
@@ -719,6 +793,8 @@ def load_recording(path: str | os.PathLike[str]) -> Recording:
                     headers.append(obj)
                     continue
                 timestamp, row = history_row(obj)
+                if obj.get("events"):
+                    events.extend(event_from_json(e) for e in obj["events"])
             except (ValueError, KeyError, TypeError, AttributeError, IndexError):
                 if terminated:
                     problems.garbage_lines += 1
@@ -754,6 +830,7 @@ def load_recording(path: str | os.PathLike[str]) -> Recording:
         truncated_lines=problems.truncated_lines,
         warnings=tuple(warnings),
         load_seconds=time.perf_counter() - started,
+        events=tuple(sorted(events, key=lambda e: parse_time(e.time_iso))),
     )
 
 

@@ -1,7 +1,8 @@
 """Successive kernel reads become immutable Samples (DESIGN.md "Data flow").
 
 Per sample: counts per state, per-process rows with TIME_WAIT attributed in three
-labelled tiers, per-remote rows, counter rates, pools, forecast and verdict.
+labelled tiers, per-remote rows, counter rates, pools and forecast. The verdict is
+given downstream, by core.judgement (with the evidence and settings of the moment).
 
 TIME_WAIT sockets have no owner in the kernel table. Tiers:
   exact     the 4-tuple was seen owned by a pid (an earlier sample while it was
@@ -14,7 +15,6 @@ TIME_WAIT sockets have no owner in the kernel table. Tiers:
 
 from __future__ import annotations
 
-import threading
 import time
 from collections import deque
 from datetime import datetime
@@ -30,10 +30,10 @@ from core.model import (
     STATE_NAMES,
     SYN_SENT,
     TIME_WAIT,
+    UNJUDGED,
     KernelCounters,
     PoolUsage,
     PortConfig,
-    ProbeFailure,
     ProcessRow,
     Rates,
     RemoteRow,
@@ -71,8 +71,6 @@ class Sampler:
         self._source = source if source is not None else open_source()
         self.top = top
         self._names = ProcessNames()
-        self._lock = threading.Lock()
-        self._probe_failures: list[ProbeFailure] = []
         self._prev_counters: KernelCounters | None = None
         self._prev_outbound = np.zeros(0, dtype=np.uint64)
         self._prev_time: float | None = None
@@ -108,11 +106,6 @@ class Sampler:
     @property
     def limits(self) -> tuple[str, ...]:
         return tuple(getattr(self._source, "limits", ()))
-
-    def note_probe_failure(self, failure: ProbeFailure) -> None:
-        """An outbound test failed with an exhaustion error: evidence for the verdict."""
-        with self._lock:
-            self._probe_failures.append(failure)
 
     def request_full_listing(self) -> None:
         """Make the next sample list every TIME_WAIT tuple and key them from scratch."""
@@ -346,11 +339,6 @@ class Sampler:
 
         processes = self._process_rows(table, tier, inferred, new_rows, events["pid"][syn], dt)
         remotes = self._remote_rows(table, facts, rkey, tier)
-        with self._lock:
-            self._probe_failures = [f for f in self._probe_failures
-                                    if now - f.monotonic <= analysis.PROBE_EVIDENCE_SECONDS]
-            failures = tuple(self._probe_failures)
-        verdict = analysis.judge(ports, fc, config, processes, remotes, failures, now)
         rates = self._rates(read.counters, dt)
 
         self._prev_counters = read.counters
@@ -365,7 +353,7 @@ class Sampler:
             forecast=fc,
             processes=tuple(processes[: self.top]),
             remotes=tuple(remotes[: self.top]),
-            verdict=verdict,
+            verdict=UNJUDGED,
             sample_ms=(time.perf_counter() - started) * 1000.0,
             time_wait_unattributed=int(unattributed),
             time_wait_seconds=config.time_wait_seconds,

@@ -1,6 +1,6 @@
 """`portpressure gui`: the QApplication, the icon, the main window, `--open RECORDING`
-(replay instead of live sampling) and the `--screenshot PNG --after SECONDS` mode
-that writes the window and exits."""
+(replay instead of live sampling) and the `--screenshot PNG --after SECONDS --size WxH`
+mode that writes the window, at that size (default 1280x800), and exits."""
 
 from __future__ import annotations
 
@@ -99,6 +99,8 @@ def run_window(args: argparse.Namespace) -> int:
     # A screenshot is taken at the default size, whatever size was remembered, so
     # screenshots from different runs (and for the README) compare.
     window = MainWindow(settings=QSettings(), restore_geometry=screenshot is None, start=recording is None)
+    if screenshot is not None and getattr(args, "size", None):
+        window.resize(*args.size)
     install_excepthook(window.show_error)
     window.show()
     status = {"code": EXIT_OK}

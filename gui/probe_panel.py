@@ -1,6 +1,6 @@
 """The outbound test panel: host, port, timeout, count (and interval); Run and Cancel;
-progress for a series; the results kept for the report; on Windows the System log's
-Tcpip 4227/4231 summary next to them.
+progress for a series; Repeat until Cancel (core.canary, as `watch --probe` runs it); the
+results kept for the report; on Windows the System log's Tcpip 4227/4231 summary.
 
 Probing runs in a worker thread (core.probe.Prober), never on the GUI thread; results
 come back through queued signals as immutable ProbeResults. Cancel sets the prober's
@@ -19,13 +19,15 @@ from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QFormLayout,
+    QCheckBox,
+    QGridLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -33,7 +35,9 @@ from PySide6.QtWidgets import (
 )
 
 from core import eventlog
+from core.canary import Canary
 from core.eventlog import EventLogError, EventLogSummary
+from core.model import endpoint_text
 from core.probe import (
     DEFAULT_INTERVAL_S,
     DEFAULT_TIMEOUT_S,
@@ -46,7 +50,6 @@ from core.probe import (
     parse_interval,
     parse_port,
     parse_timeout,
-    to_probe_failure,
 )
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,8 @@ EXPLANATION = (
     "10048 on Windows, EADDRNOTAVAIL on Linux) while inbound ones still work. This test opens real "
     "outbound connections, like <tt>telnet HOST PORT</tt>, and closes each one at once."
 )
+SUMMARY = "Connects like <tt>telnet HOST PORT</tt> (hover for why outbound fails first)."
+TABLE_MIN_PX = 56
 COLUMNS = ("Time", "Target", "Outcome", "Latency", "Diagnosis")
 MAX_ROWS = 5000  # oldest rows (and kept results) go first beyond this
 INVALID_STYLE = "QLineEdit { border: 2px solid #c62828; background: #fff4f4; }"
@@ -73,6 +78,7 @@ FIELDS: tuple[tuple[str, str, Callable[[str], Any], str], ...] = (
     ("count", "Count", parse_count, "1"),
     ("interval", "Interval (s)", parse_interval, f"{DEFAULT_INTERVAL_S:g}"),
 )
+FIELD_PLACES = ((0, 0, 3), (0, 4, 1), (1, 0, 1), (1, 2, 1), (1, 4, 1))  # (row, column, columns spanned)
 
 
 class _CurrentRun:
@@ -82,14 +88,18 @@ class _CurrentRun:
     def __init__(self) -> None:
         self.prober: Prober | None = None
         self.thread: threading.Thread | None = None
+        self.canary: Canary | None = None
+        self.results: list[ProbeResult] = []  # a repeated run's, for its summary
 
     def cancel(self, *_: object) -> None:
         if self.prober is not None:
             self.prober.cancel()
+        if self.canary is not None:
+            self.canary.cancel()
 
 
 class ProbePanel(QWidget):
-    exhaustion_detected = Signal(object)  # core.model.ProbeFailure
+    attempted = Signal(object)  # every ProbeResult: evidence for the verdict and a `probe` event
     results_changed = Signal()
     # From the worker thread (queued into the GUI thread): (run id, payload).
     _attempt_done = Signal(int, object)  # ProbeResult
@@ -115,20 +125,32 @@ class ProbePanel(QWidget):
 
     # -- construction ----------------------------------------------------------------------
     def _build(self) -> None:
-        self.explanation = QLabel(EXPLANATION)
+        # One line on screen (the Run button and the results must fit above the fold at
+        # 1280x800); the why in full on hover and in Help > Reading this window.
+        self.explanation = QLabel(SUMMARY)
         self.explanation.setWordWrap(True)
         self.explanation.setTextFormat(Qt.TextFormat.RichText)
+        self.explanation.setToolTip(EXPLANATION)
 
-        form = QFormLayout()
+        # Host and port on the first row, the repetition settings on the second.
+        form = QGridLayout()
+        form.setHorizontalSpacing(6)
+        form.setVerticalSpacing(4)
         self.fields: dict[str, QLineEdit] = {}
-        for name, label, _parse, default in FIELDS:
+        for (name, label, _parse, default), (row, column, span) in zip(FIELDS, FIELD_PLACES, strict=True):
             edit = QLineEdit(default)
             edit.setObjectName(f"probe_{name}")
             edit.textEdited.connect(lambda _text, n=name: self._touched.add(n))
             edit.textChanged.connect(self._validate)
             edit.returnPressed.connect(self.start)
             self.fields[name] = edit
-            form.addRow(label, edit)
+            caption = QLabel(label)
+            caption.setBuddy(edit)
+            form.addWidget(caption, row, column)
+            form.addWidget(edit, row, column + 1, 1, span)
+        for column in (1, 3, 5):
+            form.setColumnStretch(column, 1)
+        form.setColumnStretch(1, 4)
         self.fields["host"].setPlaceholderText("server.example.com, 10.0.0.5 or [2001:db8::5]")
         self.fields["port"].setPlaceholderText("443")
         self.input_error = QLabel()
@@ -145,12 +167,23 @@ class ProbePanel(QWidget):
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress.setFormat("%v / %m")
+        # Beside the buttons, so the panel needs no more height at 1280x800.
+        self.repeat_box = QCheckBox("Repeat")
+        self.repeat_box.setToolTip("Repeat until Cancel, every Interval seconds, as `portpressure watch "
+                                   "--probe` does: each result is evidence for the verdict, a marker on "
+                                   "the plot when the outcome turns, and kept in a recording")
+        self.repeat_box.toggled.connect(lambda on: self.fields["count"].setEnabled(not on))
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
+        buttons.addWidget(self.repeat_box)
         buttons.addWidget(self.progress, 1)
 
         self.table = QTableWidget(0, len(COLUMNS))
+        # A header and a row at least, and no height of its own to ask for: the panel in its
+        # scroll area then fits at 1280x800 and the table takes whatever height is left.
+        self.table.setMinimumHeight(TABLE_MIN_PX)
+        self.table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -171,6 +204,8 @@ class ProbePanel(QWidget):
         self.event_log_label.setVisible(False)
 
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.setSpacing(4)
         layout.addWidget(self.explanation)
         layout.addLayout(form)
         layout.addWidget(self.input_error)
@@ -227,19 +262,34 @@ class ProbePanel(QWidget):
         values = {name: parse(self.fields[name].text()) for name, _label, parse, _default in FIELDS}
         self._run_id += 1
         self._running = True
-        self.progress.setRange(0, values["count"])
+        repeat = self.repeat_box.isChecked()
+        self.progress.setRange(0, 0 if repeat else values["count"])  # repeating: busy, no end
         self.progress.setValue(0)
         self.status.setText(f"Connecting to {values['host']} port {values['port']}…")
         self.diagnosis.clear()
         self.cancel_button.setEnabled(True)
         self._update_buttons()
+        if repeat:
+            self._start_repeating(self._run_id, values)
+            return True
         prober = Prober()
-        self._run.prober = prober
+        self._run.prober, self._run.canary = prober, None
         thread = threading.Thread(target=self._work, name="portpressure-probe", daemon=True,
                                   args=(prober, self._run_id, values, self._event_log_reader))
         self._run.thread = thread
         thread.start()
         return True
+
+    def _start_repeating(self, run_id: int, values: dict[str, Any]) -> None:
+        run = self._run
+        run.prober, run.thread, run.results = None, None, []
+
+        def deliver(result: ProbeResult) -> None:
+            run.results.append(result)
+            self._emit(self._attempt_done, run_id, result)
+
+        run.canary = Canary([(values["host"], values["port"])], deliver, every_s=values["interval"],
+                            timeout_s=values["timeout"]).start()
 
     @Slot()
     def cancel(self) -> None:
@@ -248,10 +298,18 @@ class ProbePanel(QWidget):
         self._run.cancel()
         self.cancel_button.setEnabled(False)
         self.status.setText("Cancelling…")
+        canary = self._run.canary
+        if canary is not None:  # a repeated run ends here: there is no series to finish
+            canary.stop()
+            results = list(self._run.results)
+            target = endpoint_text(*canary.targets[0])
+            self._run_done.emit(self._run_id, SeriesSummary.of(target, len(results), results, True), None)
 
     def shutdown(self, timeout_s: float = 2.0) -> None:
         """Cancel a run in progress and wait for its thread (for the window's close)."""
         self._run.cancel()
+        if self._run.canary is not None:
+            self._run.canary.stop(timeout_s)
         thread = self._run.thread
         if thread is not None and thread.is_alive():
             thread.join(timeout_s)
@@ -301,9 +359,7 @@ class ProbePanel(QWidget):
         self.progress.setValue(result.attempt)
         self.diagnosis.setText(result.diagnosis)
         self.results_changed.emit()
-        failure = to_probe_failure(result)
-        if failure is not None:
-            self.exhaustion_detected.emit(failure)
+        self.attempted.emit(result)
 
     @Slot(int, object, object)
     def _on_run_done(self, run_id: int, summary: SeriesSummary, event_log: object) -> None:

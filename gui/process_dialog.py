@@ -109,4 +109,12 @@ class ProcessDialog(QDialog):
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.endpoints.setItem(i, column, item)
         self.endpoints.resizeColumnsToContents()
-        self.endpoints_note.setText(details.endpoints_note or f"{len(details.endpoints)} remote endpoints.")
+        note = details.endpoints_note or f"{len(details.endpoints)} remote endpoints."
+        row = self.row
+        if not details.endpoints and details.status == "running" and row.time_wait:
+            # The kernel lists TIME_WAIT without an owner: say what the sample attributed.
+            note = (f"All of its sockets are in TIME_WAIT: {row.time_wait:,} attributed to it "
+                    f"({row.time_wait_exact:,} exact, {row.time_wait_inferred:,} inferred). The kernel "
+                    "lists TIME_WAIT sockets without an owner, so they are not listed here; the Remote "
+                    "endpoints tab shows where they point.")
+        self.endpoints_note.setText(note)

@@ -28,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from core.model import Sample
 from core.recording import Recording, RecordingError, load_recording
-from gui.state_plot import TextStrip
+from gui.text_strip import TextStrip
 
 log = logging.getLogger(__name__)
 PAGE_SAMPLES = 60  # Page Up/Down: a minute at 1 Hz
@@ -147,6 +147,20 @@ class ReplayBar(QFrame):
         self.slider.setRange(0, len(recording) - 1)
         self.slider.setValue(0)
         self.slider.blockSignals(False)
+
+    def start(self, recording: Recording, index: int) -> None:
+        """Shown for a loaded recording, the cursor at `index` (the window shows it)."""
+        self.show_recording(recording)
+        self.show()
+        self.slider.blockSignals(True)
+        self.slider.setValue(index)
+        self.slider.blockSignals(False)
+        self.slider.setFocus()
+
+    def step(self, step: int) -> None:
+        """One sample back (-1) or on (+1), as Left/Right do."""
+        if self.isVisible():
+            self.slider.setValue(min(max(self.slider.value() + step, 0), self.slider.maximum()))
 
     def show_moment(self, index: int, sample: Sample) -> None:
         count = self.slider.maximum() + 1

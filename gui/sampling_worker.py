@@ -4,7 +4,9 @@ The worker owns the Sampler (created inside the thread, since opening a source c
 take a full /proc scan) and emits immutable Samples through queued signals. A failed
 read is reported as text and the next tick simply tries again. The GUI thread never
 touches the kernel. On Linux the sampler itself runs in a child process
-(gui/sampler_process.py) and this thread only waits for its replies.
+(core/sampler_process.py) and this thread only waits for its replies. Each sample is
+judged here (core.judgement: the verdict with the window's evidence, the settings
+re-read and their changes as events) before the window or the recorder sees it.
 
 When the window records (File > Record), the Recorder is handed to the worker and each
 sample is appended here, after it has been sent to the window: the disk is never
@@ -18,37 +20,27 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
-from core.model import PortConfig, ProbeFailure, Sample
+from core.judgement import JudgedSampler, Judgement, RawSampler
+from core.model import PortConfig, Sample
 from core.recording import Recorder
+from core.settings_watch import SettingsWatch
 from core.sources.base import SourceError
 
 log = logging.getLogger(__name__)
 GIL_SWITCH_INTERVAL_S = 0.001
 
 
-class SamplerLike(Protocol):
-    """What the worker needs from core.sampler.Sampler (a replay can provide it too)."""
-
-    def sample(self) -> Sample: ...
-    def note_probe_failure(self, failure: ProbeFailure) -> None: ...
-    def close(self) -> None: ...
-    @property
-    def port_config(self) -> PortConfig: ...
-    @property
-    def source_name(self) -> str: ...
-    @property
-    def privileged(self) -> bool: ...
-    @property
-    def limits(self) -> tuple[str, ...]: ...
+# What the worker needs from core.sampler.Sampler (a replay can provide it too).
+SamplerLike = RawSampler
 
 
 @dataclass(frozen=True)
 class SourceFacts:
-    """What the status bar says about the reader, sent once when it opens."""
+    """What the status bar says about the reader: sent when it opens and again when a
+    sample changes it (e.g. the port settings)."""
 
     source_name: str
     privileged: bool
@@ -57,7 +49,7 @@ class SourceFacts:
 
 
 def _default_sampler() -> SamplerLike:
-    from gui.sampler_process import open_sampler
+    from core.sampler_process import open_sampler
 
     sampler: SamplerLike = open_sampler()
     return sampler
@@ -71,14 +63,15 @@ class SamplingWorker(QObject):
     recording_failed = Signal(object, str)  # (Recorder, its one-line error); it is closed
 
     def __init__(self, make_sampler: Callable[[], SamplerLike] = _default_sampler,
-                 interval_s: float = 1.0) -> None:
+                 interval_s: float = 1.0, judgement: Judgement | None = None) -> None:
         super().__init__()
+        self.judgement = judgement or Judgement()
         self._make_sampler = make_sampler
         self._interval_ms = max(int(interval_s * 1000), 10)
-        self._sampler: SamplerLike | None = None
+        self._sampler: JudgedSampler | None = None
+        self._facts: SourceFacts | None = None
         self._timer: QTimer | None = None
         self._lock = threading.Lock()
-        self._pending_failures: list[ProbeFailure] = []
         self._recorder: Recorder | None = None
 
     @property
@@ -109,15 +102,6 @@ class SamplingWorker(QObject):
                 log.warning("closing the sampler: %s", exc)
             self._sampler = None
 
-    def note_probe_failure(self, failure: ProbeFailure) -> None:
-        """Thread-safe; kept until the sampler exists, then handed to it."""
-        with self._lock:
-            sampler = self._sampler
-            if sampler is None:
-                self._pending_failures.append(failure)
-                return
-        sampler.note_probe_failure(failure)
-
     def set_recorder(self, recorder: Recorder | None) -> None:
         """Thread-safe: every sample from the next one on is appended to `recorder`
         (None: stop appending; the caller closes the recorder it gave)."""
@@ -144,16 +128,21 @@ class SamplingWorker(QObject):
         recorder.close()
         self.recording_failed.emit(recorder, error)
 
-    def _open(self) -> SamplerLike:
-        sampler = self._make_sampler()
+    def _open(self) -> JudgedSampler:
+        # Judged here, in this thread, before the window and the recorder see the sample.
+        sampler = JudgedSampler(self._make_sampler(), self.judgement, SettingsWatch())
         with self._lock:
             self._sampler = sampler
-            pending, self._pending_failures = self._pending_failures, []
-        for failure in pending:
-            sampler.note_probe_failure(failure)
-        self.facts_ready.emit(SourceFacts(sampler.source_name, sampler.privileged, sampler.limits,
-                                          sampler.port_config))
+        self._tell_facts(sampler)
         return sampler
+
+    def _tell_facts(self, sampler: JudgedSampler) -> None:
+        """The reader's facts when it opens and whenever a sample changes them (a port
+        setting changed, a limit appeared): the status bar follows each sample."""
+        facts = SourceFacts(sampler.source_name, sampler.privileged, sampler.limits, sampler.port_config)
+        if facts != self._facts:
+            self._facts = facts
+            self.facts_ready.emit(facts)
 
     @Slot()
     def tick(self) -> None:
@@ -165,6 +154,7 @@ class SamplingWorker(QObject):
             log.warning("sampling failed: %s", exc, exc_info=not isinstance(exc, (OSError, SourceError)))
             self.error.emit(f"Sampling failed, retrying every {self.interval_s:g} s: {exc}")
             return
+        self._tell_facts(sampler)
         self.sample_ready.emit(sample)
         self._record(sample)
 

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
+from PySide6.QtGui import QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -29,6 +30,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QPlainTextEdit,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -48,10 +50,29 @@ from core.tuning.backups import Backup, latest_backup
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("Setting", "Stored", "In effect", "Default", "Unit", "Valid input", "Reboot", "Can change")
+# Four columns fit the side panel at 1280 px: the unit goes with the values, the stored
+# value shows only where it differs from the one in effect, the rest are notes.
+TABLE_MIN_PX = 56
+COLUMNS = ("Setting", "In effect", "Default", "Notes")
 ERROR_STYLE = "color: #9b1c1c;"
 OK_STYLE = "color: #1b5e20;"
 CONFIRM_TEXT = "I understand this changes a system setting of this server"
+
+
+def folded_cells(state: SettingState) -> tuple[str, str, str, str]:
+    """('net.ipv4.tcp_fin_timeout', '60 s', '60 s', 'valid: 1-600 · cannot change: ...')."""
+    # Units of measure go with the value ("60 s"); a unit that names the kind of value
+    # ("ports", "mode") would only repeat the setting's name.
+    unit = f" {state.unit}" if state.unit and len(state.unit) <= 2 else ""
+    effective = f"{format_value(state.effective)}{unit}"
+    if format_value(state.value) != format_value(state.effective):
+        effective += f" (stored: {format_value(state.value)}{unit}, after a reboot)"
+    notes = [f"valid: {state.range}"] if state.range else []
+    if state.needs_reboot:
+        notes.append("a change needs a reboot")
+    if not state.writable:
+        notes.append(f"cannot change: {state.why_not}")
+    return state.name, effective, f"{format_value(state.default)}{unit}", " · ".join(notes)
 
 
 class ApplyDialog(QDialog):
@@ -95,12 +116,20 @@ class ApplyDialog(QDialog):
         self.cancel_button = self.buttons.button(QDialogButtonBox.StandardButton.Cancel)
         self.ok_button.setText("Undo" if undo else "Apply")
         self.ok_button.setEnabled(False)
-        self.ok_button.setAutoDefault(False)
-        self.cancel_button.setDefault(True)
+        # Return presses the focused button (what it says is what happens); with the focus
+        # anywhere else it presses Cancel, the default: never a change by accident.
+        self.ok_button.setAutoDefault(True)
+        self.cancel_button.setAutoDefault(True)
         self.confirm.toggled.connect(lambda on: self.ok_button.setEnabled(on and not plan.blocked))
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         layout.addWidget(self.buttons)
+
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        # Set once the buttons are in the dialog and shown: before that the button box
+        # makes its first accept button (Apply) the default.
+        self.cancel_button.setDefault(True)
 
 
 class _Results(QObject):
@@ -132,17 +161,23 @@ class SettingsPanel(QWidget):
 
     # -- layout ----------------------------------------------------------------------------
     def _build(self) -> None:
-        intro = QLabel("The OS settings behind outbound port exhaustion. A change is planned and shown "
-                       "first, backed up before it is written, and read back after; Undo restores the "
-                       "latest backup.")
+        intro = QLabel("The OS settings behind port exhaustion (hover for how a change is made).")
+        intro.setToolTip("A change is planned and shown first, backed up before it is written, and read "
+                         "back after; Undo restores the latest backup.")
         intro.setWordWrap(True)
         self.table = QTableWidget(0, len(COLUMNS))
+        # A header and a row at least, and no height of its own to ask for: the panel in its
+        # scroll area then fits at 1280x800 and the table takes whatever height is left.
+        self.table.setMinimumHeight(TABLE_MIN_PX)
+        self.table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.verticalHeader().hide()
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        # The notes take the width that is left (in full in the tooltip and below the table).
+        self.table.horizontalHeader().setSectionResizeMode(len(COLUMNS) - 1, QHeaderView.ResizeMode.Stretch)
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.itemSelectionChanged.connect(self._selection_changed)
         self.details = QLabel()
@@ -297,10 +332,7 @@ class SettingsPanel(QWidget):
         self._latest = latest
         self.table.setRowCount(len(states))
         for row, state in enumerate(states):
-            can = "yes" if state.writable else f"no: {state.why_not}"
-            cells = (state.name, format_value(state.value), format_value(state.effective),
-                     format_value(state.default), state.unit, state.range,
-                     "yes" if state.needs_reboot else "no", can)
+            cells = folded_cells(state)
             tip = "\n".join(state.notes)
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
@@ -326,6 +358,7 @@ class SettingsPanel(QWidget):
             if not state.writable and state.why_not:
                 lines.append(f"Cannot change it from here: {state.why_not}")
             self.details.setText("\n".join(lines))
+        self.details.setVisible(bool(self.details.text()))  # an empty line would take the table's room
         self._update_buttons()
 
     def _confirm(self, plan: Plan) -> None:

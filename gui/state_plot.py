@@ -14,21 +14,24 @@ from collections.abc import Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QSize, Qt, Signal
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QPainter, QPaintEvent, QTextDocument
+from PySide6.QtCore import QEvent, QObject, QPointF, QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
     QGraphicsItem,
     QHBoxLayout,
     QLabel,
-    QSizePolicy,
     QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from core.history import SERIES_NAMES, HistorySnapshot
-from core.model import Sample
+from core.model import Event, Sample
+from gui.event_markers import EventMarkers
+from gui.plot_buffer import PlotBuffer
+from gui.plot_legend import LegendSample, show_visibility
 from gui.style import CAPACITY_COLOUR, CURVE_GROUPS, PORTS_HELD_COLOUR, CurveGroup
+from gui.text_strip import TextStrip
 
 WINDOWS: tuple[tuple[str, int], ...] = (("1 min", 60), ("5 min", 300), ("1 h", 3600), ("24 h", 86400))
 REPLAY_CURSOR_COLOUR = "#1a237e"
@@ -37,123 +40,15 @@ PORTS_HELD_LABEL = "ports held (busiest pool)"
 # The limit line joins the y auto-range only once usage is a visible share of it, so
 # an idle machine's curves are not flattened against a capacity of 28,232.
 SHOW_LIMIT_SHARE = 0.25
-
+PORTS_HELD_Z = 10
+LIMIT_LABEL_PX = 22.0  # the capacity label (8-9 pt) and its gap above the line
 
 ANTIALIAS_PIXELS_PER_SAMPLE = 8  # see StatePlot._antialias
-
-
-class PlotBuffer:
-    """Preallocated, chronological columns with amortised shifting: appends write in
-    place; when the slack runs out the newest `capacity` rows move to the front once."""
-
-    def __init__(self, columns: int, capacity: int = 86_400, slack: int | None = None) -> None:
-        self.capacity = capacity
-        self.slack = slack if slack is not None else max(capacity // 8, 1)
-        size = capacity + self.slack
-        self._times = np.zeros(size, dtype=np.float64)
-        self._values = np.zeros((columns, size), dtype=np.float64)
-        self._start = 0
-        self._end = 0
-
-    def __len__(self) -> int:
-        return self._end - self._start
-
-    def append(self, timestamp: float, values: Sequence[float]) -> None:
-        if self._end == len(self._times):
-            keep = self.capacity - 1
-            src = slice(self._end - keep, self._end)
-            self._times[:keep] = self._times[src]
-            self._values[:, :keep] = self._values[:, src]
-            self._start, self._end = 0, keep
-        self._times[self._end] = timestamp
-        self._values[:, self._end] = values
-        self._end += 1
-        if self._end - self._start > self.capacity:
-            self._start += 1
-
-    def clear(self) -> None:
-        self._start = self._end = 0
-
-    def fill(self, times: np.ndarray, values: np.ndarray) -> None:
-        """Replace the contents with `times` and `values` (columns x rows) in one copy;
-        at most the newest `capacity` rows are kept."""
-        keep = min(len(times), self.capacity)
-        self._times[:keep] = times[len(times) - keep:]
-        self._values[:, :keep] = values[:, len(times) - keep:]
-        self._start, self._end = 0, keep
-
-    @property
-    def times(self) -> np.ndarray:
-        """A view (no copy): valid until the next append."""
-        return self._times[self._start:self._end]
-
-    def column(self, index: int) -> np.ndarray:
-        return self._values[index, self._start:self._end]
-
-    def nearest(self, timestamp: float) -> int | None:
-        times = self.times
-        if not len(times):
-            return None
-        i = int(np.searchsorted(times, timestamp))
-        if i >= len(times):
-            return len(times) - 1
-        if i > 0 and timestamp - times[i - 1] < times[i] - timestamp:
-            return i - 1
-        return i
 
 
 def group_values(states: dict[str, float] | object, groups: Sequence[CurveGroup]) -> list[float]:
     get = states.get  # type: ignore[attr-defined]
     return [float(sum(get(s, 0) for s in group.states)) for group in groups]
-
-
-class TextStrip(QWidget):
-    """A line or two of text that changes every sample. A QLabel asks its layout to
-    recompute on every setText, which re-lays out and repaints the whole window each
-    second; this widget keeps a fixed height and only repaints itself."""
-
-    def __init__(self, lines: int = 1, rich: bool = False, hint: str = "",
-                 parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self._text = ""
-        self._rich = rich
-        self._hint = hint
-        self._document = QTextDocument(self) if rich else None
-        if self._document is not None:
-            self._document.setDocumentMargin(1)
-            self._document.setDefaultFont(self.font())
-        self.setFixedHeight(lines * self.fontMetrics().lineSpacing() + 4)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-
-    def text(self) -> str:
-        return self._text
-
-    def setText(self, text: str) -> None:  # noqa: N802 - the QLabel name, so it swaps in
-        if text != self._text:
-            self._text = text
-            self.update()
-
-    def clear(self) -> None:
-        self.setText("")
-
-    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
-        return QSize(self.fontMetrics().horizontalAdvance(self._hint or self._text) + 8, self.height())
-
-    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt's name
-        return QSize(self.sizeHint().width() if self._hint else 0, self.height())
-
-    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt's name
-        painter = QPainter(self)
-        if self._document is not None:
-            self._document.setHtml(self._text)
-            self._document.setTextWidth(self.width())
-            self._document.drawContents(painter)
-        else:
-            text = self.fontMetrics().elidedText(self._text, Qt.TextElideMode.ElideRight, self.width() - 4)
-            painter.setPen(self.palette().windowText().color())
-            painter.drawText(self.rect().adjusted(2, 0, -2, 0),
-                             int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft), text)
-        painter.end()
 
 
 class StatePlot(QWidget):
@@ -190,7 +85,8 @@ class StatePlot(QWidget):
         self.plot_item.hideButtons()
         # The legend sits under the time axis, in the plot's own grid layout, so it never
         # covers the curves or the limit line; clicking an entry toggles its curve.
-        self.legend = pg.LegendItem(labelTextSize="8pt", verSpacing=-8, horSpacing=12, colCount=4)
+        self.legend = pg.LegendItem(labelTextSize="8pt", verSpacing=-8, horSpacing=12, colCount=4,
+                                    sampleType=LegendSample)
         self.plot_item.layout.addItem(self.legend, 4, 1)
         self.legend.setToolTip("Click an entry to hide or show its curve")
         self.view_box = self.plot_item.getViewBox()
@@ -206,20 +102,26 @@ class StatePlot(QWidget):
             self.legend.addItem(curve, group.label)
             self._tune_curve(curve)
             curve.setVisible(group.visible)
+            show_visibility(self.legend, curve, group.label)
             # A hidden curve gets no data each second; it catches up when shown again.
             column = len(self.curves)
             curve.visibleChanged.connect(lambda c=curve, i=column: self._curve_shown(c, i))
+            curve.visibleChanged.connect(lambda c=curve, t=group.label: show_visibility(self.legend, c, t))
             self.curves.append(curve)
         self.ports_curve = self.plot_item.plot(
-            pen=pg.mkPen(PORTS_HELD_COLOUR, width=2, style=Qt.PenStyle.DashLine))
+            pen=pg.mkPen(PORTS_HELD_COLOUR, width=2.5, style=Qt.PenStyle.DashLine))
         self.legend.addItem(self.ports_curve, PORTS_HELD_LABEL)
+        # Ports held often equals TIME_WAIT and, when exhausted, the capacity: its dashes
+        # drawn over both let the lines beneath show through the gaps.
+        self.ports_curve.setZValue(PORTS_HELD_Z)
         self._tune_curve(self.ports_curve)
         self.limit_line = pg.InfiniteLine(
-            angle=0, movable=False, pen=pg.mkPen(CAPACITY_COLOUR, width=2, style=Qt.PenStyle.DashDotLine),
+            angle=0, movable=False, pen=pg.mkPen(CAPACITY_COLOUR, width=1.5, style=Qt.PenStyle.DashDotLine),
             label="capacity of the busiest pool: {value:,.0f}",
             labelOpts={"position": 0.98, "color": CAPACITY_COLOUR, "anchors": [(1, 1), (1, 1)]})
         self.limit_line.setVisible(False)
         self.plot_item.addItem(self.limit_line, ignoreBounds=True)
+        self.limit_line.setZValue(PORTS_HELD_Z - 1)  # under the ports-held dashes, over the states
         self.cursor_line = pg.InfiniteLine(angle=90, movable=False,
                                            pen=pg.mkPen("#90a4ae", width=1, style=Qt.PenStyle.DotLine))
         self.cursor_line.setVisible(False)
@@ -238,6 +140,10 @@ class StatePlot(QWidget):
         self.plot_item.addItem(self.replay_line, ignoreBounds=True)
         self.plot_widget.scene().sigMouseClicked.connect(self._on_mouse_clicked)
 
+        self.markers = EventMarkers(self.plot_item)
+        # The mouse leaving the plot widget sends no scene move: the read-out returns to
+        # "now" on the widget's Leave event.
+        self.plot_widget.installEventFilter(self)
         self.readout = TextStrip(lines=2, rich=True)
         self.readout.setText("Waiting for the first sample…")
 
@@ -304,9 +210,12 @@ class StatePlot(QWidget):
         if not self.paused and not self.window().isMinimized():
             self.redraw()
 
-    def load(self, snapshot: HistorySnapshot) -> None:
-        """Replace what is plotted with a history (a replay, or the live history when
-        coming back from one). The buffer grows to hold a recording longer than a day."""
+    def load(self, snapshot: HistorySnapshot, events: Sequence[Event] = ()) -> None:
+        """Replace what is plotted with a history and its events (a replay, or the live
+        history when coming back from one). The buffer grows to hold a recording longer
+        than a day."""
+        self.markers.clear()
+        self.markers.add(events)
         index = {name: i for i, name in enumerate(SERIES_NAMES)}
         values = snapshot.values.astype(np.float64)
         columns = [values[:, [index[s] for s in g.states]].sum(axis=1) for g in self.groups]
@@ -395,7 +304,10 @@ class StatePlot(QWidget):
                 top = max(top, float(self.buffer.column(column)[first:stop].max()))
         if self.limit_in_view:
             top = max(top, float(self._last_capacity))
-        top = max(top * 1.08, 5.0)  # head-room for the capacity label; never a zero range
+        # Head-room for the capacity label above its line, in pixels (a share of the range
+        # would cut the label off in a short plot); never a zero range.
+        label_share = min(LIMIT_LABEL_PX / max(self.view_box.height(), 1.0), 0.4)
+        top = max(top / (1.0 - label_share), 5.0)
         self._antialias(stop - first <= max(self.plot_widget.width(), 100) // ANTIALIAS_PIXELS_PER_SAMPLE)
         self.view_box.setRange(xRange=(start, end), yRange=(0.0, top), padding=0)
         # pyqtgraph defers the new transform to the paint, where applying it asks for a
@@ -514,6 +426,13 @@ class StatePlot(QWidget):
         self.paused_changed.emit(paused)
 
     # -- hover read-out ---------------------------------------------------------------------
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if watched is self.plot_widget and event.type() == QEvent.Type.Leave:
+            self.cursor_line.setVisible(False)
+            if len(self.buffer):
+                self._show_resting_readout()
+        return super().eventFilter(watched, event)
+
     def _on_mouse_moved(self, event: tuple[QPointF]) -> None:
         pos = event[0]
         if not self.plot_item.sceneBoundingRect().contains(pos) or not len(self.buffer):
@@ -553,6 +472,18 @@ class StatePlot(QWidget):
         parts.append(f"<span style='color:{PORTS_HELD_COLOUR}'>■</span> ports held {held:,.0f} of "
                      f"{capacity:,.0f}")
         self.readout.setText(" &nbsp; ".join(parts))
+
+    def restore_settings(self, settings: QSettings) -> None:
+        """The plot's own group: the time window shown."""
+        window = settings.value("plot/window_s")
+        try:
+            if window is not None:
+                self.set_window(int(str(window)))
+        except ValueError:
+            pass  # a hand-edited setting: keep the default window
+
+    def save_settings(self, settings: QSettings) -> None:
+        settings.setValue("plot/window_s", self.window_s)
 
     def values_at(self, index: int) -> dict[str, float]:
         """The plotted values at one buffer row, by legend label (for tests and reports)."""

@@ -40,7 +40,9 @@ class CurveGroup:
 # attempts (they pile up when connects stall); the rare closing states are summed so
 # the legend stays short; LISTEN and BOUND barely move and start hidden.
 CURVE_GROUPS: tuple[CurveGroup, ...] = (
-    CurveGroup("TIME_WAIT", ("TIME_WAIT",), "#d62728", 2.5),
+    # The widest, drawn first: where TIME_WAIT, ports held and the capacity coincide (the
+    # picture of exhaustion) its red edges frame the thinner lines drawn over it.
+    CurveGroup("TIME_WAIT", ("TIME_WAIT",), "#d62728", 4.5),
     CurveGroup("ESTABLISHED", ("ESTABLISHED",), "#1f77b4"),
     CurveGroup("CLOSE_WAIT", ("CLOSE_WAIT",), "#ff7f0e"),
     CurveGroup("SYN_SENT", ("SYN_SENT",), "#9467bd"),
@@ -50,20 +52,6 @@ CURVE_GROUPS: tuple[CurveGroup, ...] = (
 )
 PORTS_HELD_COLOUR = "#2ca02c"
 CAPACITY_COLOUR = "#b71c1c"
-
-STATE_ABBREVIATIONS: dict[str, str] = {
-    "ESTABLISHED": "EST",
-    "SYN_SENT": "SYN-S",
-    "SYN_RECV": "SYN-R",
-    "FIN_WAIT1": "FW1",
-    "FIN_WAIT2": "FW2",
-    "TIME_WAIT": "TW",
-    "CLOSE_WAIT": "CW",
-    "LAST_ACK": "LACK",
-    "LISTEN": "LSN",
-    "CLOSING": "CLG",
-    "BOUND": "BND",
-}
 
 BANNER_STYLE = """
 QFrame#verdictBanner {{ background: {background}; border: 1px solid {text}; border-radius: 6px; }}

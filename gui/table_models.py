@@ -23,7 +23,6 @@ from PySide6.QtCore import (
 )
 
 from core.model import STATE_NAMES, ProcessRow, RemoteRow
-from gui.style import STATE_ABBREVIATIONS
 
 RowT = TypeVar("RowT")
 SORT_ROLE = Qt.ItemDataRole.UserRole  # the raw value, so numbers sort as numbers
@@ -142,10 +141,26 @@ class KeyedTableModel(QAbstractTableModel, Generic[RowT]):
         return self._position.get(key)
 
 
+# The states in words a reader scans: the rare closing states summed, a listener said so.
+STATE_WORDS: dict[str, str] = {
+    "ESTABLISHED": "{n} open", "TIME_WAIT": "{n} TIME_WAIT", "CLOSE_WAIT": "{n} CLOSE_WAIT",
+    "SYN_SENT": "{n} connecting", "SYN_RECV": "{n} being accepted", "FIN_WAIT1": "{n} closing",
+    "FIN_WAIT2": "{n} closing", "CLOSING": "{n} closing", "LAST_ACK": "{n} closing", "BOUND": "{n} bound",
+}
+
+
 def compact_states(states: dict[str, int] | Any) -> str:
-    """'TW 1200 · EST 3 · CW 2', biggest first, in the order a reader scans."""
-    items = sorted(((n, s) for s, n in states.items() if n), key=lambda item: (-item[0], item[1]))
-    return " · ".join(f"{STATE_ABBREVIATIONS.get(s, s)} {n}" for n, s in items)
+    """'1,200 TIME_WAIT · 3 open · listening on 1 port', biggest first."""
+    counts: dict[str, int] = {}
+    for state, n in states.items():
+        if n and state != "LISTEN":
+            words = STATE_WORDS.get(state, f"{{n}} {state}")
+            counts[words] = counts.get(words, 0) + n
+    parts = [words.format(n=f"{n:,}") for words, n in sorted(counts.items(), key=lambda item: -item[1])]
+    listening = states.get("LISTEN", 0)
+    if listening:
+        parts.append(f"listening on {listening} port{'' if listening == 1 else 's'}")
+    return " · ".join(parts)
 
 
 def _rate(value: float) -> str:
@@ -156,7 +171,8 @@ PROCESS_COLUMNS: tuple[Column[ProcessRow], ...] = (
     Column("PID", lambda p: p.pid, tooltip="Process id"),
     Column("Name", lambda p: p.name, numeric=False),
     Column("Sockets", lambda p: p.connections + p.time_wait,
-           tooltip="Connections it holds plus the TIME_WAIT sockets attributed to it"),
+           tooltip="Connections it holds plus the TIME_WAIT sockets attributed to it (listening ports "
+                   "are not counted: they hold no dynamic port)"),
     Column("Conns", lambda p: p.connections,
            tooltip="Sockets it owns right now, any state but TIME_WAIT and LISTEN"),
     Column("TIME_WAIT", lambda p: p.time_wait, tooltip="Exact plus inferred"),
@@ -167,8 +183,9 @@ PROCESS_COLUMNS: tuple[Column[ProcessRow], ...] = (
     Column("New/s", lambda p: p.opens_per_s, lambda p: _rate(p.opens_per_s),
            tooltip="New outbound connections (or attempts) per second"),
     Column("States", lambda p: compact_states(p.states), numeric=False,
-           tooltip="EST established, TW TIME_WAIT, CW CLOSE_WAIT, SYN-S SYN_SENT, FW1/FW2 FIN_WAIT, "
-                   "LACK LAST_ACK, LSN LISTEN"),
+           tooltip="Its sockets by state: open (ESTABLISHED), TIME_WAIT, CLOSE_WAIT (the peer closed, "
+                   "this program did not), connecting (SYN_SENT), closing (FIN_WAIT, CLOSING, LAST_ACK), "
+                   "listening (a server port, never a dynamic one)"),
 )
 PROCESS_SOCKETS_COLUMN = 2
 

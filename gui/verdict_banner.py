@@ -13,16 +13,16 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QProgressBar,
-    QScrollArea,
     QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
 
 from core.analysis import CRITICAL_PRESSURE, WARNING_PRESSURE
-from core.model import Sample
+from core.model import PortsSummary, Sample
 from gui.style import BANNER_STYLE, LEVEL_COLOURS, LEVEL_WORDS
 
+LEFT_COLUMN_PX = 230
 GAUGE_STYLE = """
 QProgressBar {{ border: 1px solid #90a4ae; border-radius: 4px; background: white; text-align: center;
                min-height: 22px; font-weight: bold; }}
@@ -38,7 +38,23 @@ def pressure_colour(pressure: float) -> str:
     return "#43a047"
 
 
+def reasons_html(reasons: tuple[str, ...]) -> str:
+    """One bullet per reason, wrapped lines hanging under the text (not under the bullet)."""
+    items = "".join(f"<li>{html.escape(r)}</li>" for r in reasons)
+    return f"<ul style='margin: 0px; -qt-list-indent: 1;'>{items}</ul>"
+
+
+def pool_caption(ports: PortsSummary) -> str:
+    if not ports.pools and ports.in_use == 0:
+        return "No outbound connections yet: every port is free"
+    return f"Busiest pool: {ports.pool}"
+
+
 class VerdictBanner(QFrame):
+    """Grows to its text: every reason is on screen (and in a screenshot), never behind a
+    scrollbar. The height changes only when the wording does (the layout asks for the
+    new height once per new text, not per sample)."""
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("verdictBanner")
@@ -48,7 +64,6 @@ class VerdictBanner(QFrame):
         self.level_label = QLabel()
         self.level_label.setObjectName("verdictLevel")
         self.level_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.level_label.setMinimumWidth(120)
         self.title_label = QLabel()
         self.title_label.setObjectName("verdictTitle")
         self.title_label.setWordWrap(True)
@@ -59,12 +74,6 @@ class VerdictBanner(QFrame):
         self.reasons_label.setTextFormat(Qt.TextFormat.RichText)
         self.reasons_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.reasons_label.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        reasons_scroll = QScrollArea()
-        reasons_scroll.setWidget(self.reasons_label)
-        reasons_scroll.setWidgetResizable(True)
-        reasons_scroll.setFrameShape(QFrame.Shape.NoFrame)
-        reasons_scroll.setStyleSheet(
-            "QScrollArea, QScrollArea > QWidget > QWidget { background: transparent; }")
         self.reboot_label = QLabel()
         self.reboot_label.setObjectName("rebootPending")
         self.reboot_label.setWordWrap(True)
@@ -74,35 +83,36 @@ class VerdictBanner(QFrame):
         self.gauge.setRange(0, 1000)
         self.gauge.setValue(0)
         self.gauge.setFormat("port pressure: waiting")
-        self.gauge.setMinimumWidth(220)
         self.gauge.setToolTip("Ports held in the busiest pool / that pool's capacity")
         self.gauge_caption = QLabel()
         self.gauge_caption.setWordWrap(True)
         self.gauge_caption.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.gauge_caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
+        # The level, the gauge and its caption share one narrow column on the left, so
+        # the reasons get the width (fewer lines, a lower banner at 1024 px).
+        left = QVBoxLayout()
+        left.setSpacing(4)
+        left.addWidget(self.level_label)
+        left.addWidget(self.gauge)
+        left.addWidget(self.gauge_caption)
+        left.addStretch(1)
+        left_box = QWidget()
+        left_box.setLayout(left)
+        left_box.setFixedWidth(LEFT_COLUMN_PX)
         middle = QVBoxLayout()
         middle.setSpacing(2)
         middle.addWidget(self.title_label)
-        middle.addWidget(reasons_scroll, 1)
+        middle.addWidget(self.reasons_label)
         middle.addWidget(self.reboot_label)
-        right = QVBoxLayout()
-        right.setSpacing(4)
-        right.addWidget(self.gauge)
-        right.addWidget(self.gauge_caption, 1)
-        right_box = QWidget()
-        right_box.setLayout(right)
-        right_box.setFixedWidth(260)
+        middle.addStretch(1)
         layout = QHBoxLayout(self)
         layout.setContentsMargins(8, 6, 8, 6)
-        layout.addWidget(self.level_label, 0, Qt.AlignmentFlag.AlignTop)
+        layout.addWidget(left_box, 0, Qt.AlignmentFlag.AlignTop)
         layout.addLayout(middle, 1)
-        layout.addWidget(right_box)
-        # A fixed height (a title and about four lines of reasons; more scroll): a banner
-        # that grew and shrank with its text would move and repaint everything below it
-        # whenever the verdict changes its wording.
-        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
-        self.setFixedHeight(int(self.fontMetrics().lineSpacing() * 7.2) + 8)
+        policy = QSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+        policy.setHeightForWidth(True)
+        self.setSizePolicy(policy)
         self.show_waiting()
 
     def show_waiting(self) -> None:
@@ -110,6 +120,7 @@ class VerdictBanner(QFrame):
         self._apply_level("unknown")
         self.title_label.setText("Reading the socket table…")
         self.reasons = ()
+        self.reasons_shown: tuple[str, ...] | None = None
         self.reasons_label.setText("The first sample names the busiest pool and the process behind it.")
         self.gauge.setValue(0)
         self.gauge.setFormat("port pressure: waiting")
@@ -127,7 +138,9 @@ class VerdictBanner(QFrame):
             self._apply_level(verdict.level)
         self.title_label.setText(verdict.title)
         self.reasons = verdict.reasons
-        self.reasons_label.setText("".join(f"• {html.escape(r)}<br>" for r in verdict.reasons))
+        if verdict.reasons != self.reasons_shown:
+            self.reasons_label.setText(reasons_html(verdict.reasons))
+            self.reasons_shown = verdict.reasons
         ports = sample.ports
         self.gauge.setValue(round(min(max(ports.pressure, 0.0), 1.0) * 1000))
         self.gauge.setFormat(f"{ports.pressure * 100:.0f}%  ({ports.in_use:,} of {ports.capacity:,} ports)")
@@ -136,13 +149,13 @@ class VerdictBanner(QFrame):
             self._gauge_colour = colour
             self.gauge.setStyleSheet(GAUGE_STYLE.format(colour=colour))
         eta = sample.forecast.seconds_to_exhaustion
-        # Short lines: the column is 260 px and the banner has a fixed height, so a long
-        # caption would be cut off; the tooltip says the same in full.
         steady = sample.forecast.steady_state_time_wait
-        lines = [f"Pool {ports.pool}"]
+        lines = [pool_caption(ports)]
         if eta is not None:
             lines.append("Out of ports now" if eta <= 0 else f"Out of ports in ~{eta:.0f} s")
-        lines.append(f"At this rate: {steady:,} in TIME_WAIT")
+        rate = sample.forecast.open_rate_per_s
+        lines.append(f"At {rate:,.0f}/s: {steady:,} in TIME_WAIT" if rate >= 1 else
+                     f"At this rate: {steady:,} in TIME_WAIT")
         self.gauge_caption.setText("\n".join(lines))
         self.gauge_caption.setToolTip(
             f"Busiest pool: {ports.pool}\nSockets that would sit in TIME_WAIT if connections kept being "

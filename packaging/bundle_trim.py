@@ -36,6 +36,9 @@ KEPT_PLUGINS: dict[str, frozenset[str] | None] = {
 }
 # Windows software OpenGL and ANGLE: only loaded for an OpenGL context, which the app never makes.
 UNUSED_WINDOWS_FILES = ("opengl32sw.dll", "libegl.dll", "libglesv2.dll", "d3dcompiler_")
+# pyqtgraph's logo at double resolution (~0.7 MB): mkQApp loads only the 1x files, and the app
+# sets its own icon anyway.
+UNUSED_PYQTGRAPH_ICONS = ("peegee_128px@2x.png", "peegee_256px@2x.png", "peegee_512px@2x.png")
 
 
 APP_PACKAGES = ("core", "gui")  # pyproject's packages (with their subpackages)
@@ -69,7 +72,7 @@ def is_wanted(dest: str) -> bool:
     """Whether a file at bundle path `dest` (either slash) belongs in the build."""
     parts = PurePosixPath(dest.replace("\\", "/")).parts
     name = parts[-1].lower()
-    if "translations" in parts or name.startswith(UNUSED_WINDOWS_FILES):
+    if "translations" in parts or name.startswith(UNUSED_WINDOWS_FILES) or name in UNUSED_PYQTGRAPH_ICONS:
         return False
     i = _qt_plugins_index(parts)
     if i is not None:

@@ -2,7 +2,7 @@
 
 freeze_support() comes first, before the app is imported: if the executable was
 started as a multiprocessing child by the spawn method (Windows; Linux forks the
-window's sampler, see gui/sampler_process.py, and never re-executes), it runs the
+window's sampler, see core/sampler_process.py, and never re-executes), it runs the
 child's task and exits there, so a child never opens a second window.
 """
 

@@ -8,7 +8,7 @@ import pytest
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt
 
 from core.model import ProcessRow, RemoteRow
-from gui.state_plot import PlotBuffer
+from gui.plot_buffer import PlotBuffer
 from gui.table_models import (
     KEY_ROLE,
     PROCESS_SOCKETS_COLUMN,
@@ -110,7 +110,7 @@ def test_filter_matches_any_column_case_insensitively() -> None:
     model.update([proc(10, "curl", tw=50), proc(20, "Java", conns=3), proc(30, "nginx")])
     proxy.set_filter_text("JAVA")
     assert proxy.rowCount() == 1
-    proxy.set_filter_text("tw 50")  # the compact state column
+    proxy.set_filter_text("50 time_wait")  # the states column, in words
     assert proxy.rowCount() == 1 and proxy.data(proxy.index(0, 0), KEY_ROLE) == 10
     proxy.set_filter_text("(")  # regex characters are taken literally
     assert proxy.rowCount() == 0
@@ -135,7 +135,11 @@ def test_invalid_indexes_give_nothing() -> None:
 
 
 def test_compact_states_biggest_first() -> None:
-    assert compact_states({"ESTABLISHED": 3, "TIME_WAIT": 1200, "CLOSE_WAIT": 0}) == "TW 1200 · EST 3"
+    assert compact_states({"ESTABLISHED": 3, "TIME_WAIT": 1200, "CLOSE_WAIT": 0}) == \
+        "1,200 TIME_WAIT · 3 open"
+    assert compact_states({"LISTEN": 1}) == "listening on 1 port"
+    assert compact_states({"FIN_WAIT1": 2, "LAST_ACK": 1, "ESTABLISHED": 2, "LISTEN": 2}) == \
+        "3 closing · 2 open · listening on 2 ports"
     assert compact_states({}) == ""
 
 

@@ -12,10 +12,7 @@ enters the namespace first, starts the traffic, then creates the QApplication.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -24,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.support.gui_child import child_main, open_window, pump_until, run_child  # noqa: E402
 from tests.support.netns import requires_netns  # noqa: E402
 
 SYSCTLS = {"net.ipv4.ip_local_port_range": "40000 40049", "net.ipv4.tcp_tw_reuse": "0"}
@@ -42,40 +40,27 @@ def _child(out_dir: Path) -> dict:
     churner = Churner("127.0.0.1", listener.port, hold_s=0.3, duration_s=120, name=CHURNER_NAME)
     wait_until(lambda: churner.ok > 0, 10, "the churner's first connection")
 
-    from PySide6.QtCore import QSettings, Qt
+    from PySide6.QtCore import Qt
     from PySide6.QtTest import QTest
-    from PySide6.QtWidgets import QApplication
 
-    from gui.main_window import MainWindow
     from gui.table_models import KEY_ROLE
 
-    app = QApplication([sys.argv[0]])
-    settings = QSettings(str(out_dir / "portpressure.ini"), QSettings.Format.IniFormat)
-    settings.setValue("evidence/folder", str(out_dir / "evidence"))
-    (out_dir / "evidence").mkdir()
-    window = MainWindow(settings=settings, interval_s=0.5)
-    window.show()
+    app, window = open_window(out_dir)
     levels: list[str] = []
     samples = []
     window.sample_shown.connect(lambda s: (levels.append(s.verdict.level), samples.append(s)))
 
-    def pump_until(predicate, timeout_s: float, what: str):
-        deadline = time.monotonic() + timeout_s
-        while not (value := predicate()):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}; levels {levels}")
-            QTest.qWait(20)  # runs the event loop while polling the condition
-        return value
 
     def top_pid() -> int | None:
-        proxy = window.process_proxy
+        proxy = window.processes.process_proxy
         return proxy.data(proxy.index(0, 0), KEY_ROLE) if proxy.rowCount() else None
 
     try:
         pump_until(lambda: top_pid() == churner.pid, 30, "the churner at the top of the table")
         samples_until_top = len(levels)
-        top_name = window.process_proxy.index(0, 1).data()
-        pump_until(lambda: window.banner.level == "critical", 60, "a critical banner")
+        top_name = window.processes.process_proxy.index(0, 1).data()
+        pump_until(lambda: window.banner.level == "critical", 60, "a critical banner",
+                   lambda: f"levels {levels}")
         samples_until_critical = len(levels)
         # Read the banner as it went critical (a later sample may already be on screen).
         banner_title = window.banner.title_label.text()
@@ -85,14 +70,15 @@ def _child(out_dir: Path) -> dict:
         still_top = top_pid() == churner.pid
 
         # Double-click the top row: the details dialog names the process.
-        view = window.process_view
-        rect = view.visualRect(window.process_proxy.index(0, 1))
+        view = window.processes.process_view
+        rect = view.visualRect(window.processes.process_proxy.index(0, 1))
         # Qt 6's QTest double click needs the press of a first click to pick the index.
         QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
                          rect.center())
         QTest.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
                           rect.center())
-        dialog = pump_until(lambda: window._dialogs[-1] if window._dialogs else None, 5, "the dialog")
+        dialogs = window.processes.dialogs
+        dialog = pump_until(lambda: dialogs[-1] if dialogs else None, 5, "the dialog")
         pump_until(lambda: dialog.details is not None, 30, "the process details")
         details = dialog.details
 
@@ -113,7 +99,7 @@ def _child(out_dir: Path) -> dict:
                        "top_pid": report["sample"]["processes"][0]["pid"],
                        "pressure": report["sample"]["ports"]["pressure"],
                        "range": report["sample"]["ports"]["range"]},
-            "limits": list(window.latest.limits) if window.latest else [],
+            "limits": list(window.session.latest.limits) if window.session.latest else [],
             "not_critical_after_critical": [
                 (i, s.verdict.level, s.verdict.title, s.ports.pool, s.ports.in_use, s.ports.capacity)
                 for i, s in enumerate(samples)
@@ -131,11 +117,7 @@ def _child(out_dir: Path) -> dict:
 @pytest.mark.gui
 @pytest.mark.slow
 def test_churner_tops_the_table_and_the_banner_goes_critical(tmp_path: Path) -> None:
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=str(tmp_path / "config"))
-    done = subprocess.run([sys.executable, str(Path(__file__)), "--child", str(tmp_path)], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=240)
-    assert done.returncode == 0, done.stderr[-4000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = run_child(__file__, tmp_path)
     assert result["samples_until_top"] <= FEW_SAMPLES, result
     assert result["top_name"] == CHURNER_NAME
     assert result["levels"][-1] == "critical" and result["still_top"], result
@@ -150,8 +132,4 @@ def test_churner_tops_the_table_and_the_banner_goes_critical(tmp_path: Path) -> 
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--child":
-        print(json.dumps(_child(Path(sys.argv[2]))))
-        sys.exit(0)
-    print("usage: test_gui_netns.py --child OUT_DIR", file=sys.stderr)
-    sys.exit(2)
+    child_main(_child, __file__)

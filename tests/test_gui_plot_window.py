@@ -40,3 +40,22 @@ def test_live_plot_gets_only_its_window_and_all_when_paused(qtbot) -> None:
     assert len(_drawn(plot)) <= 303
     plot.set_window(3600)
     assert 3600 <= len(_drawn(plot)) <= 3603
+
+
+def test_the_counts_row_returns_to_now_when_the_mouse_leaves_the_plot(qtbot) -> None:
+    from PySide6.QtCore import QEvent, QPoint
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication
+
+    plot = _plot_with_history(qtbot, 600)
+    plot.show()
+    qtbot.waitExposed(plot)
+    viewport = plot.plot_widget.viewport()
+    assert plot.readout.text().startswith("<b>now ")
+    QTest.mouseMove(viewport, QPoint(viewport.width() // 2, viewport.height() // 2))
+    qtbot.waitUntil(lambda: plot.readout.text().startswith("<b>at "), timeout=5_000)
+    assert plot.cursor_line.isVisible()
+    # The pointer leaves the widget altogether: Qt sends Leave and no further move.
+    QApplication.sendEvent(plot.plot_widget, QEvent(QEvent.Type.Leave))
+    assert plot.readout.text().startswith("<b>now ")
+    assert not plot.cursor_line.isVisible()

@@ -13,7 +13,7 @@ import pytest
 from core.model import ProcessRow
 from core.process_details import ACCESS_DENIED, EXITED, read_process_details
 from gui.process_dialog import ProcessDialog
-from tests.support.netns import requires_netns, run_in_netns
+from tests.support.netns import requires_netns, run_in_netns, wait_until
 
 pytestmark = pytest.mark.gui
 
@@ -106,3 +106,44 @@ def test_dialog_survives_a_failing_reader(qtbot) -> None:
     qtbot.addWidget(dialog)
     qtbot.waitUntil(lambda: dialog.details is not None, timeout=5_000)
     assert "psutil exploded" in dialog.endpoints_note.text()
+
+
+def _close_wait_leaker() -> dict:
+    from tests.support.traffic import Listener
+
+    with Listener("127.0.0.1", 0, mode="never_close") as server:
+        for _ in range(30):  # clients that connect and hang up; the server never closes
+            client = socket.create_connection(("127.0.0.1", server.port))
+            client.close()
+        wait_until(lambda: server.accepted >= 30, 10, "the server to accept every client")
+        details = read_process_details(os.getpid())
+        rows = [(e.endpoint, e.count, dict(e.states)) for e in details.endpoints]
+        return {"port": server.port, "endpoints": rows}
+
+
+@requires_netns
+def test_a_close_wait_leakers_clients_are_one_row_per_address_and_port() -> None:
+    got = run_in_netns(_close_wait_leaker)
+    rows = {endpoint: (count, states) for endpoint, count, states in got["endpoints"]}
+    inbound = f"127.0.0.1 (clients of local port {got['port']})"
+    assert inbound in rows, rows
+    count, states = rows[inbound]
+    assert count == 30 and states.get("CLOSE_WAIT") == 30
+    assert not any(endpoint.startswith("127.0.0.1:") and endpoint != f"127.0.0.1:{got['port']}"
+                   for endpoint in rows), rows  # no row per client port
+
+
+def test_a_process_whose_sockets_are_all_in_time_wait_is_said_to_be_so(qtbot) -> None:
+    idle = subprocess.Popen(["sleep", "30"])  # running, no socket of its own left
+    try:
+        closer = ProcessRow(pid=idle.pid, name="sleep", connections=0, time_wait=40, time_wait_exact=30,
+                            time_wait_inferred=10, opens_per_s=0.0, states={"TIME_WAIT": 40})
+        dialog = ProcessDialog(closer)
+        qtbot.addWidget(dialog)
+        qtbot.waitUntil(lambda: dialog.details is not None, timeout=10_000)
+        note = dialog.endpoints_note.text()
+        assert "All of its sockets are in TIME_WAIT: 40 attributed to it (30 exact, 10 inferred)" in note
+        assert "holds no connected TCP sockets" not in note
+    finally:
+        idle.kill()
+        idle.wait()

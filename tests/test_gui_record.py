@@ -53,12 +53,12 @@ def live_window(qtbot, make_window, **kwargs) -> tuple[MainWindow, list[Sample]]
     window = make_window(**kwargs)
     shown: list[Sample] = []
     window.sample_shown.connect(shown.append)
-    qtbot.waitUntil(lambda: window.facts is not None and len(shown) >= 1, timeout=15_000)
+    qtbot.waitUntil(lambda: window.session.facts is not None and len(shown) >= 1, timeout=15_000)
     return window, shown
 
 
 def test_record_writes_exactly_what_the_window_showed(qtbot, make_window, tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr("gui.main_window.Recorder", ThreadNotingRecorder)
+    monkeypatch.setattr("gui.session.Recorder", ThreadNotingRecorder)
     ThreadNotingRecorder.append_threads = []
     path = tmp_path / "night.jsonl.gz"
     suggested, choose = record_to(path)
@@ -66,16 +66,16 @@ def test_record_writes_exactly_what_the_window_showed(qtbot, make_window, tmp_pa
     window.settings.setValue("evidence/folder", str(tmp_path))
 
     window.record_action.trigger()  # File > Record to file…, or the toolbar button
-    assert window.record_action.isChecked() and window.recorder is not None
+    assert window.record_action.isChecked() and window.session.recorder is not None
     assert re.fullmatch(rf"{re.escape(str(tmp_path))}/portpressure-[\w.-]+-\d{{8}}-\d{{6}}\.jsonl\.gz",
                         suggested[0]), suggested
-    qtbot.waitUntil(lambda: window.recorder.samples_written >= 5, timeout=15_000)
+    qtbot.waitUntil(lambda: window.session.recorder.samples_written >= 5, timeout=15_000)
     qtbot.waitUntil(lambda: re.fullmatch(r"● Recording to night\.jsonl\.gz \(\d+ samples\)",
-                                         window.record_label.text()) is not None, timeout=5_000)
-    assert window.record_label.isVisible()
+                                         window.status_bar.record_label.text()) is not None, timeout=5_000)
+    assert window.status_bar.record_label.isVisible()
     window.record_action.trigger()  # off
-    assert not window.record_action.isChecked() and window.recorder is None
-    assert not window.record_label.isVisible()
+    assert not window.record_action.isChecked() and window.session.recorder is None
+    assert not window.status_bar.record_label.isVisible()
 
     recording = load_recording(path)
     written = len(recording)
@@ -87,8 +87,8 @@ def test_record_writes_exactly_what_the_window_showed(qtbot, make_window, tmp_pa
         assert sample.to_json() == by_time[sample.time_iso].to_json(top=RECORD_TOP)
     positions = [list(by_time).index(s.time_iso) for s in recorded]
     assert positions == list(range(positions[0], positions[0] + written))  # none skipped
-    assert recording.port_config == window.facts.port_config
-    assert recording.header["source"] == window.facts.source_name
+    assert recording.port_config == window.session.facts.port_config
+    assert recording.header["source"] == window.session.facts.source_name
     # Every append ran in the sampling thread, not in this (the GUI) thread.
     assert len(ThreadNotingRecorder.append_threads) >= written
     assert threading.main_thread().ident not in ThreadNotingRecorder.append_threads
@@ -105,9 +105,9 @@ def test_closing_the_window_finishes_the_recording(qtbot, make_window, tmp_path)
     _suggested, choose = record_to(path)
     window, _shown = live_window(qtbot, make_window, choose_record_file=choose)
     window.record_action.trigger()
-    qtbot.waitUntil(lambda: window.recorder.samples_written >= 2, timeout=15_000)
+    qtbot.waitUntil(lambda: window.session.recorder.samples_written >= 2, timeout=15_000)
     window.close()
-    assert window.recorder is None
+    assert window.session.recorder is None
     lines = gzip.decompress(path.read_bytes()).decode().splitlines()  # complete: no EOFError
     assert len(lines) - 1 == len(load_recording(path)) >= 2
 
@@ -117,20 +117,21 @@ def test_opening_a_replay_stops_recording_and_replays_what_was_shown(qtbot, make
     _suggested, choose = record_to(path)
     window, shown = live_window(qtbot, make_window, choose_record_file=choose)
     window.record_action.trigger()
-    qtbot.waitUntil(lambda: window.recorder.samples_written >= 3, timeout=15_000)
+    qtbot.waitUntil(lambda: window.session.recorder.samples_written >= 3, timeout=15_000)
     with qtbot.waitSignal(window.loading_finished, timeout=20_000) as blocker:
         window.open_recording(path)
     assert blocker.args == [True]
     assert not window.record_action.isChecked() and not window.record_action.isEnabled()
-    assert window.recorder is None and "Recording stopped: replay started" in \
+    assert window.session.recorder is None and "Recording stopped: replay started" in \
         window.statusBar().currentMessage()
-    recording = window.recording
+    recording = window.session.recording
     assert recording is not None and len(recording) >= 3
     by_time = {s.time_iso: s for s in shown}
     for index in range(len(recording)):
         window.replay_bar.slider.setValue(index)
-        assert window.latest.to_json() == by_time[window.latest.time_iso].to_json(top=RECORD_TOP)
-        assert window.banner.title_label.text() == by_time[window.latest.time_iso].verdict.title
+        latest = window.session.latest
+        assert latest.to_json() == by_time[latest.time_iso].to_json(top=RECORD_TOP)
+        assert window.banner.title_label.text() == by_time[latest.time_iso].verdict.title
     window.back_to_live()
     assert window.record_action.isEnabled() and not window.record_action.isChecked()
 
@@ -156,10 +157,10 @@ def test_an_unwritable_path_is_one_line_and_the_toggle_is_off(qtbot, make_window
         _suggested, choose = record_to(target)
         window, shown = live_window(qtbot, make_window, choose_record_file=choose)
         window.record_action.trigger()
-        error = window.error_label.text()
+        error = window.status_bar.error_label.text()
         assert error.startswith("Could not record: ") and needle in error and "\n" not in error, error
-        assert not window.record_action.isChecked() and window.recorder is None
-        assert not window.record_label.isVisible()
+        assert not window.record_action.isChecked() and window.session.recorder is None
+        assert not window.status_bar.record_label.isVisible()
         if where == "foreign-file":
             assert target.read_text() == "somebody's notes\n"  # never touched
         before = len(shown)
@@ -175,9 +176,10 @@ def test_a_full_disk_stops_recording_with_one_line_and_keeps_the_file(qtbot, mak
         window.record_action.trigger()
         assert window.record_action.isChecked()
         qtbot.waitUntil(lambda: not window.record_action.isChecked(), timeout=60_000)
-        error = window.error_label.text()
+        error = window.status_bar.error_label.text()
         assert error.startswith("Recording stopped: ") and "the disk is full" in error, error
-        assert "\n" not in error and window.recorder is None and not window.record_label.isVisible()
+        assert "\n" not in error and window.session.recorder is None
+        assert not window.status_bar.record_label.isVisible()
         recording = load_recording(path)  # every sample written before the disk filled
         assert len(recording) >= 1
         by_time = {s.time_iso: s for s in shown}

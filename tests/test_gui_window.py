@@ -58,7 +58,7 @@ def make_window(qtbot, settings):
 
 
 def wait_samples(qtbot, window: MainWindow, count: int, timeout_ms: int = 15_000) -> None:
-    qtbot.waitUntil(lambda: len(window.history) >= count, timeout=timeout_ms)
+    qtbot.waitUntil(lambda: len(window.session.history) >= count, timeout=timeout_ms)
 
 
 def test_window_opens_with_menus_shortcuts_and_icon(make_window) -> None:
@@ -84,24 +84,24 @@ def test_samples_arrive_and_the_curves_hold_them(qtbot, make_window) -> None:
     shown: list[Sample] = []
     window.sample_shown.connect(shown.append)
     wait_samples(qtbot, window, 4)
-    assert window.sampling is not None and window.sampling.thread.isRunning()
+    assert window.session.sampling is not None and window.session.sampling.thread.isRunning()
     plot = window.plot
     n = len(plot.buffer)
-    assert n == len(window.history) >= 4
-    times = window.history.times()
+    assert n == len(window.session.history) >= 4
+    times = window.session.history.times()
     window.plot.set_paused(True)  # hold the data still while comparing
     n = len(plot.buffer)
-    times = window.history.times()
+    times = window.session.history.times()
     for curve, group in zip(plot.curves, plot.groups, strict=True):
         if not curve.isVisible():  # hidden curves (LISTEN + BOUND) catch up when shown
             assert not group.visible
             curve.setVisible(True)
         x, y = curve.getData()
         assert len(x) == n and x[-1] == pytest.approx(times[-1])
-        expected = sum(window.history.series(s) for s in group.states)
+        expected = sum(window.session.history.series(s) for s in group.states)
         assert list(y) == pytest.approx(list(expected)), group.label
     x, y = plot.ports_curve.getData()
-    assert list(y) == pytest.approx(list(window.history.series("in_use")))
+    assert list(y) == pytest.approx(list(window.session.history.series("in_use")))
     # The samples that reached the window are the ones plotted, in order.
     latest = shown[-1]
     assert plot.values_at(n - 1)["TIME_WAIT"] == latest.states["TIME_WAIT"]
@@ -109,10 +109,10 @@ def test_samples_arrive_and_the_curves_hold_them(qtbot, make_window) -> None:
     assert window.banner.level == latest.verdict.level
     assert window.banner.title_label.text() == latest.verdict.title
     assert window.banner.reasons_text() == "\n".join(latest.verdict.reasons)
-    assert "last sample" in window.interval_label.text()
-    assert window.facts is not None
-    assert f"{window.facts.port_config.dynamic_range[0]}-" in window.source_label.text()
-    assert "TIME_WAIT 60 s" in window.source_label.text()
+    assert "last sample" in window.status_bar.interval_label.text()
+    assert window.session.facts is not None
+    assert f"{window.session.facts.port_config.dynamic_range[0]}-" in window.status_bar.source_label.text()
+    assert "TIME_WAIT 60 s" in window.status_bar.source_label.text()
     # Hover read-out at the first moment names that moment's values.
     plot.show_readout_at(float(times[0]))
     assert plot.cursor_line.isVisible() and "at " in plot.readout.text()
@@ -127,7 +127,7 @@ def test_window_selector_and_pause(qtbot, make_window) -> None:
     window.plot.pause_action.trigger()
     assert window.plot.paused and window.plot.pause_action.text() == "Resume"
     frozen = len(window.plot.curves[0].getData()[0])
-    wait_samples(qtbot, window, len(window.history) + 2)
+    wait_samples(qtbot, window, len(window.session.history) + 2)
     assert len(window.plot.curves[0].getData()[0]) == frozen  # the plot is frozen...
     assert len(window.plot.buffer) > frozen  # ...while sampling and recording go on
     window.plot.pause_action.trigger()
@@ -158,13 +158,14 @@ def test_ctrl_s_writes_png_and_report(qtbot, make_window, settings, tmp_path: Pa
     assert set(sample["states"]) == set(STATE_NAMES)
     assert {"range", "capacity", "in_use", "pressure", "pool"} <= set(sample["ports"])
     assert sample["verdict"]["level"] in ("ok", "warning", "critical")
-    assert sample["time"] == window.latest.time_iso
-    assert report["host"] == socket.gethostname() and report["privileged"] == window.facts.privileged
+    assert sample["time"] == window.session.latest.time_iso
+    assert report["host"] == socket.gethostname() and report["privileged"] == window.session.facts.privileged
     page = (bundle / "report.html").read_text()
     embedded = re.findall(r"data:image/png;base64,([A-Za-z0-9+/=]+)", page)
     assert base64.b64decode(embedded[-1]) == (bundle / "window.png").read_bytes()
-    assert html.escape(window.latest.verdict.title) in page
-    assert (bundle / "history.csv").read_text().splitlines()[0].split(",") == ["time", *SERIES_NAMES]
+    assert html.escape(window.session.latest.verdict.title) in page
+    assert (bundle / "history.csv").read_text().splitlines()[0].split(",") == ["time", "unix_time",
+                                                                                 *SERIES_NAMES]
     assert "Saved the evidence" in window.statusBar().currentMessage()
 
 
@@ -174,7 +175,7 @@ def test_save_before_the_first_sample_says_so(make_window, tmp_path: Path, setti
     settings.setValue("evidence/folder", str(folder))
     window = make_window(start=False)
     assert window.save_evidence() is None
-    assert "first sample" in window.error_label.text()
+    assert "first sample" in window.status_bar.error_label.text()
     assert list(folder.iterdir()) == []
 
 
@@ -205,7 +206,7 @@ def test_unwritable_folder_is_an_error_line_not_a_crash(qtbot, make_window, tmp_
     window = make_window(choose_folder=lambda _w, _s: str(blocker / "sub"))
     wait_samples(qtbot, window, 1)
     assert window.save_evidence() is None
-    assert "Could not save the evidence" in window.error_label.text()
+    assert "Could not save the evidence" in window.status_bar.error_label.text()
 
 
 def test_copy_screenshot_puts_the_window_on_the_clipboard(qtbot, make_window) -> None:
@@ -246,13 +247,14 @@ def test_sampling_errors_show_in_the_status_bar_and_the_next_tick_retries(qtbot,
 
     window = make_window(make_sampler=make_sampler, start=False)
     errors: list[str] = []
-    window.sampling.worker.error.connect(errors.append)
-    window.sampling.start()
+    window.session.sampling.worker.error.connect(errors.append)
+    window.session.sampling.start()
     qtbot.waitUntil(lambda: len(errors) >= 3, timeout=10_000)
     assert "Permission denied" in errors[0] and "No buffer space" in errors[1]
     assert "retrying every 0.2 s" in errors[0]
     wait_samples(qtbot, window, 1)
-    qtbot.waitUntil(lambda: window.error_label.text() == "", timeout=5_000)  # cleared by a good sample
+    # cleared by a good sample
+    qtbot.waitUntil(lambda: window.status_bar.error_label.text() == "", timeout=5_000)
     assert len(opened) == 2
 
 
@@ -280,11 +282,11 @@ def test_replay_feeds_the_same_path_and_empty_tables_say_so(make_window) -> None
     finally:
         sampler.close()
     window = make_window(replay=recorded)
-    assert window.sampling is None and len(window.history) == 3
+    assert window.session.sampling is None and len(window.session.history) == 3
     assert len(window.plot.buffer) == 3
-    assert window.process_model.rowCount() == 0
-    assert window.process_caption.text().startswith("No process holds TCP sockets")
-    assert window.remote_caption.text() == "No outbound connections right now."
+    assert window.processes.process_model.rowCount() == 0
+    assert window.processes.process_caption.text().startswith("No process holds TCP sockets")
+    assert window.remotes.remote_caption.text() == "No outbound connections right now."
 
 
 def test_excepthook_shows_the_error_and_keeps_running() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -48,9 +49,10 @@ def test_csv_has_a_header_and_one_row_per_sample():
     history = History(10)
     fill(history, 3)
     rows = list(csv.reader(io.StringIO(history.snapshot().to_csv_text())))
-    assert rows[0] == ["time", *SERIES_NAMES]
+    assert rows[0] == ["time", "unix_time", *SERIES_NAMES]
     assert len(rows) == 4
-    assert rows[2][0] == "1001.000" and rows[2][SERIES_NAMES.index("TIME_WAIT") + 1] == "1"
+    assert datetime.fromisoformat(rows[2][0]).timestamp() == 1001.0 and rows[2][1] == "1001.000"
+    assert rows[2][SERIES_NAMES.index("TIME_WAIT") + 2] == "1"
 
 
 def test_capacity_must_be_positive():

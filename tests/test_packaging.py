@@ -76,6 +76,8 @@ def pyproject_version() -> str:
     ("PySide6\\opengl32sw.dll", False),
     ("PySide6/Qt/lib/libQt6Gui.so.6", True),
     ("pyqtgraph/icons/auto.png", True),
+    ("pyqtgraph/icons/peegee/peegee_512px.png", True),
+    ("pyqtgraph/icons/peegee/peegee_512px@2x.png", False),
     ("numpy.libs/libscipy_openblas64_-32a4b2a6.so", True),
 ])
 def test_what_the_build_keeps_by_name(dest: str, wanted: bool) -> None:
@@ -358,6 +360,15 @@ def test_watch_json_follows_the_contract(console_programs: list[Path]) -> None:
     assert len(lines) == 2
     for sample in lines:
         check_contract(sample)
+
+
+@pytest.mark.slow
+def test_serve_writes_a_textfile_from_the_built_binary(console_programs: list[Path], tmp_path: Path) -> None:
+    """prometheus_client (and the ssl it imports) made it into the build: `serve` is offered."""
+    target = tmp_path / "portpressure.prom"
+    result = _run(console_programs[-1], "serve", "--textfile", str(target), "--count", "1")
+    assert result.returncode == 0, result.stderr
+    assert "portpressure_verdict_level " in target.read_text()
 
 
 def _frozen_watch_while_exhausted(exe: str) -> tuple[list[dict], int]:

@@ -446,6 +446,7 @@ def test_timeout_against_a_listener_whose_accept_queue_is_full() -> None:
 
 
 def _exhausted() -> dict:
+    from core.judgement import JudgedSampler
     from core.sampler import Sampler
 
     with Listener("127.0.0.1", 9000), \
@@ -454,10 +455,9 @@ def _exhausted() -> dict:
         result = Prober().probe("127.0.0.1", 9000, timeout_s=2.0)
         other = Prober().probe("127.0.0.1", 9001, timeout_s=2.0)  # another destination, no listener
         failure = to_probe_failure(result)
-        sampler = Sampler()
+        sampler = JudgedSampler(Sampler())
         try:
-            if failure is not None:
-                sampler.note_probe_failure(failure)
+            sampler.note_probe(result)
             sample = sampler.sample()
         finally:
             sampler.close()

@@ -139,12 +139,13 @@ def test_failures_are_listed_and_the_event_log_summary_is_shown(qtbot) -> None:
         closed = listener.port  # nothing listens there once the listener is closed
     panel = make_panel(qtbot, event_log_reader=lambda: recorded)
     fill(panel, host="127.0.0.1", port=str(closed), count="2", interval="0")
-    exhausted: list[object] = []
-    panel.exhaustion_detected.connect(exhausted.append)
+    attempts: list = []
+    panel.attempted.connect(attempts.append)
     assert panel.start()
     qtbot.waitUntil(lambda: not panel.is_running, timeout=10_000)
     assert [r["category"] for r in panel.results()] == ["refused", "refused"]
-    assert exhausted == []  # refused is not exhaustion: the verdict is not told
+    # Every attempt is told to the verdict, which knows refused is not exhaustion.
+    assert [r.category for r in attempts] == ["refused", "refused"]
     assert panel.table.item(1, 2).text() == "refused (ECONNREFUSED)"
     assert "NOT port exhaustion" in panel.diagnosis.text()
     assert panel.event_log_label.isVisible()
@@ -182,7 +183,7 @@ def _child() -> dict:
         panel = ProbePanel(event_log_reader=None)
         panel.show()
         failures: list = []
-        panel.exhaustion_detected.connect(failures.append)
+        panel.attempted.connect(failures.append)
         for name, text in (("host", "127.0.0.1"), ("port", "9000"), ("count", "1")):
             panel.fields[name].setText(text)
         started = panel.start()
@@ -190,7 +191,8 @@ def _child() -> dict:
         while panel.is_running and time.monotonic() < deadline:
             QTest.qWait(20)
         row = [panel.table.item(0, c).text() for c in range(panel.table.columnCount())]
-        out = {"started": started, "failures": [(f.target, f.error) for f in failures],
+        exhausted = [(r.target, r.error) for r in failures if r.category == "ports_exhausted"]
+        out = {"started": started, "failures": exhausted,
                "results": panel.results(), "row": row}
         panel.close()
         app.processEvents()
@@ -223,3 +225,28 @@ if __name__ == "__main__":
         sys.exit(0)
     print("usage: test_probe_panel.py --child", file=sys.stderr)
     sys.exit(2)
+
+
+def test_repeat_until_cancel_tests_again_and_again_like_the_canary(qtbot) -> None:
+    with Listener("127.0.0.1", 0) as listener:
+        panel = make_panel(qtbot)
+        attempts: list = []
+        panel.attempted.connect(attempts.append)
+        fill(panel, host="127.0.0.1", port=str(listener.port), interval="0.05")
+        panel.repeat_box.setChecked(True)
+        assert not panel.fields["count"].isEnabled()  # no count: it runs until Cancel
+        assert panel.start()
+        qtbot.waitUntil(lambda: len(attempts) >= 3, timeout=10_000)
+        assert panel.is_running
+        panel.cancel()
+        qtbot.waitUntil(lambda: not panel.is_running, timeout=5_000)
+        done = len(attempts)
+        assert all(r.ok for r in attempts) and done == len(panel.results())
+        assert panel.last_summary is not None and panel.last_summary.attempts == done
+        assert panel.last_summary.successes == done and panel.last_summary.cancelled
+        # Nothing more arrives once cancelled, and a plain run still works afterwards.
+        panel.repeat_box.setChecked(False)
+        fill(panel, count="1")
+        assert panel.start()
+        qtbot.waitUntil(lambda: not panel.is_running, timeout=10_000)
+        assert len(attempts) == done + 1

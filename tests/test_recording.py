@@ -172,9 +172,13 @@ def _watch_record(path: str) -> str:
     return result.stdout
 
 
+BOTH_NAMES = pytest.mark.parametrize("name", ["rec.jsonl", "rec.jsonl.gz"])
+
+
 @requires_netns
-def test_watch_record_writes_what_watch_json_prints(tmp_path):
-    path = tmp_path / "watch.jsonl.gz"
+@BOTH_NAMES
+def test_watch_record_writes_what_watch_json_prints(tmp_path, name):
+    path = tmp_path / name
     stdout = run_in_netns(_watch_record, str(path), sysctls=NARROW)
     printed = [json.loads(line) for line in stdout.splitlines()]
     recording = load_recording(path)
@@ -182,6 +186,12 @@ def test_watch_record_writes_what_watch_json_prints(tmp_path):
     for i, obj in enumerate(printed):
         assert contract(recording.samples[i].to_json()) == contract(obj)
     assert any(p["name"] == "churn-w" for obj in printed for p in obj["processes"])
+    # The encoding follows the name: gzip for *.gz, text that `tail | json.tool` reads otherwise.
+    assert path.read_bytes().startswith(b"\x1f\x8b") == name.endswith(".gz")
+    if not name.endswith(".gz"):
+        tail = subprocess.run(f"tail -n1 {path} | {sys.executable} -m json.tool", shell=True,
+                              capture_output=True, text=True, timeout=30, check=True)
+        assert json.loads(tail.stdout)["time"] == printed[-1]["time"]
 
 
 # -- crashes, cuts and garbage ----------------------------------------------------------------
@@ -223,8 +233,9 @@ def _kill_recorders(path: str, reference: str, rounds: int) -> None:
 
 
 @requires_netns
-def test_sigkill_mid_run_loses_at_most_the_last_sample(tmp_path):
-    path, reference = tmp_path / "killed.jsonl.gz", tmp_path / "reference.jsonl"
+@BOTH_NAMES
+def test_sigkill_mid_run_loses_at_most_the_last_sample(tmp_path, name):
+    path, reference = tmp_path / name, tmp_path / "reference.txt"
     run_in_netns(_kill_recorders, str(path), str(reference), 3, sysctls=NARROW)
     sessions: list[list[dict]] = []
     for line in reference.read_text().splitlines():
@@ -373,6 +384,50 @@ def _noisy(sample: Sample, i: int, rng: random.Random, size: int = 1500) -> Samp
                                verdict=Verdict(sample.verdict.level, sample.verdict.title, (noise,)))
 
 
+def test_a_plain_name_records_plain_lines_readable_while_recording(recorded, tmp_path):
+    """`rec.jsonl` is text: every appended sample is a complete line on disk at once (what
+    `tail -f` shows), and a session cut off mid-line by a crash is continued cleanly."""
+    _, samples = recorded
+    path = tmp_path / "rec.jsonl"
+    recorder = Recorder(path)
+    for sample in samples[:3]:
+        recorder.append(sample)
+    assert recorder.flush(10)
+    lines = path.read_text().splitlines()  # still recording
+    assert "portpressure_recording" in json.loads(lines[0])
+    assert [json.loads(line)["time"] for line in lines[1:]] == [s.time_iso for s in samples[:3]]
+    recorder.close()
+    with open(path, "a") as crashed:  # what a crash mid-write leaves
+        crashed.write(json.dumps(samples[3].to_json())[:100])
+    with Recorder(path) as again:
+        for sample in samples[4:6]:
+            again.append(sample)
+    recording = load_recording(path)
+    assert [recording.samples[i].time_iso for i in range(len(recording))] == \
+        [s.time_iso for s in samples[:3] + samples[4:6]]
+    assert len(recording.headers) == 2 and recording.skipped_lines == 1
+
+
+def test_the_name_and_the_content_must_agree_to_append(recorded, tmp_path):
+    _, samples = recorded
+    compressed = tmp_path / "rec.jsonl.gz"
+    with Recorder(compressed) as recorder:
+        recorder.append(samples[0])
+    misnamed = tmp_path / "rec.jsonl"
+    misnamed.write_bytes(compressed.read_bytes())
+    with pytest.raises(RecordingError, match=r"name it \*\.gz"):
+        Recorder(misnamed)
+    plain = tmp_path / "plain.gz"
+    plain.write_text(json.dumps(samples[0].to_json()) + "\n")
+    with pytest.raises(RecordingError, match="not a compressed PortPressure recording"):
+        Recorder(plain)
+    watch_output = tmp_path / "watch.jsonl"  # `watch --json > FILE` can be recorded onto
+    watch_output.write_text(json.dumps(samples[0].to_json()) + "\n")
+    with Recorder(watch_output) as recorder:
+        recorder.append(samples[1])
+    assert len(load_recording(watch_output)) == 2
+
+
 def test_rotation_keeps_the_newest_files_and_each_loads(recorded, tmp_path):
     _, samples = recorded
     path = tmp_path / "rot.jsonl.gz"
@@ -416,9 +471,10 @@ def tiny_disk(tmp_path):
         yield mount_point
 
 
-def test_disk_full_stops_cleanly_and_the_file_still_loads(recorded, tiny_disk):
+@BOTH_NAMES
+def test_disk_full_stops_cleanly_and_the_file_still_loads(recorded, tiny_disk, name):
     _, samples = recorded
-    path = tiny_disk / "full.jsonl.gz"
+    path = tiny_disk / f"full-{name}"
     recorder = Recorder(path)
     rng = random.Random(9)
     appended = 0
@@ -441,8 +497,8 @@ def test_disk_full_stops_cleanly_and_the_file_still_loads(recorded, tiny_disk):
             pass
     os.close(filler)
     with pytest.raises(RecordingError, match="disk is full"):
-        Recorder(tiny_disk / "second.jsonl.gz")
-    assert not (tiny_disk / "second.jsonl.gz").exists()
+        Recorder(tiny_disk / f"second-{name}")
+    assert not (tiny_disk / f"second-{name}").exists()
 
 
 def test_recording_header_carries_the_port_config(tmp_path, recorded):

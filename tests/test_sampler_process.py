@@ -1,4 +1,4 @@
-"""The window's sampler in a forked child process (gui/sampler_process.py), for real.
+"""The window's sampler in a forked child process (core/sampler_process.py), for real.
 
 The child runs the real core Sampler inside a private network namespace: its samples
 must say what the kernel says, errors must come back as one line and the next request
@@ -8,14 +8,14 @@ must retry, and the child must not outlive either close() or its parent.
 from __future__ import annotations
 
 import os
-import time
 
 import psutil
 import pytest
 
-from core.model import ProbeFailure
+from core.judgement import JudgedSampler
+from core.probe import Prober
+from core.sampler_process import SamplerProcess, supported
 from core.sources.base import SourceError
-from gui.sampler_process import SamplerProcess, supported
 from tests.support.netns import requires_netns, run_in_netns, sockstat_tw, wait_until
 from tests.support.traffic import Churner, Listener
 
@@ -32,8 +32,9 @@ def _gone(pid: int) -> bool:
 def _real_sampler_body() -> dict:
     with Listener("127.0.0.1", 9000), Churner("127.0.0.1", 9000, hold_s=0.02, name="churner") as churner:
         wait_until(lambda: churner.addr_not_avail > 0, 30, "the churner to hit EADDRNOTAVAIL")
-        sampler = SamplerProcess()
-        child_pid = sampler.pid
+        process = SamplerProcess()
+        sampler = JudgedSampler(process)
+        child_pid = process.pid
         assert child_pid is not None and child_pid != os.getpid()
         try:
             sample = None
@@ -45,8 +46,7 @@ def _real_sampler_body() -> dict:
                     and sample.processes[0].pid == churner.pid
             wait_until(critical, 20, "a critical sample naming the churner", poll=0.1)
             kernel_tw = sockstat_tw()
-            sampler.note_probe_failure(ProbeFailure(time.monotonic(), "127.0.0.1:9000",
-                                                    "[Errno 99] Cannot assign requested address"))
+            sampler.note_probe(Prober().probe("127.0.0.1", 9000, timeout_s=2.0))
             after_probe = sampler.sample()
         finally:
             sampler.close()
@@ -65,7 +65,7 @@ def test_child_samples_what_the_kernel_says() -> None:
     tw = sample.states["TIME_WAIT"]
     assert abs(tw - result["kernel_tw"]) <= max(2, 0.02 * result["kernel_tw"])
     assert sample.ports.pressure >= 0.9
-    # the probe failure noted in the parent reached the child's sampler
+    # the child only samples; the parent judges with the evidence it holds
     assert any(r.startswith("An outbound test to 127.0.0.1:9000 failed")
                for r in result["after_probe"].verdict.reasons)
     assert result["child_gone"], "close() left the sampling process running"
@@ -105,9 +105,6 @@ class _FlakySampler:
         if self._calls % 2 == 0:
             raise OSError(105, "No buffer space available")
         return self._real.sample()
-
-    def note_probe_failure(self, failure: ProbeFailure) -> None:
-        self._real.note_probe_failure(failure)
 
     def close(self) -> None:
         self._real.close()

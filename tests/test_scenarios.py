@@ -36,13 +36,14 @@ def _sample_until(sampler, predicate, timeout, what):
 
 
 def _exhaustion_body():
+    from core.judgement import JudgedSampler
     from core.sampler import Sampler
 
     with Listener("127.0.0.1", 9000) as listener, Churner("127.0.0.1", 9000, hold_s=0.02,
                                                             name="churner") as churner:
         # The engineer arrives after the trouble began: the range is already exhausted.
         wait_until(lambda: churner.addr_not_avail > 0, 30, "the churner to hit EADDRNOTAVAIL")
-        sampler = Sampler()
+        sampler = JudgedSampler(Sampler())
         try:
             sample = _sample_until(
                 sampler,
@@ -95,12 +96,13 @@ def test_a_listener_is_the_top_remote(exhausted):
 
 
 def _server_closes_body():
+    from core.judgement import JudgedSampler
     from core.sampler import Sampler
 
     with Listener("127.0.0.1", 9000, mode="server_closes"), \
             Churner("127.0.0.1", 9000, hold_s=0.005, name="client"):
         wait_until(lambda: sockstat_tw() >= 300, 30, "300 TIME_WAIT sockets on the server side")
-        sampler = Sampler()
+        sampler = JudgedSampler(Sampler())
         try:
             samples = [sampler.sample() for _ in range(3)]
         finally:
@@ -123,12 +125,13 @@ def test_b_server_side_time_wait_is_not_port_exhaustion():
 
 
 def _close_wait_body():
+    from core.judgement import JudgedSampler
     from core.sampler import Sampler
 
     with Listener("127.0.0.1", 9000, mode="never_close") as listener, \
             Churner("127.0.0.1", 9000, hold_s=0.005, name="client"):
         wait_until(lambda: listener.accepted >= 40, 30, "40 accepted connections")
-        sampler = Sampler()
+        sampler = JudgedSampler(Sampler())
         try:
             sample = _sample_until(sampler, lambda s: s.states["CLOSE_WAIT"] >= 30, 15,
                                    "30 CLOSE_WAIT sockets")
@@ -149,12 +152,13 @@ def test_c_close_wait_pile_is_a_warning_naming_the_server():
 
 
 def _reuse_body():
+    from core.judgement import JudgedSampler
     from core.sampler import Sampler
 
     with Listener("127.0.0.1", 9000), Churner("127.0.0.1", 9000, hold_s=0.02, name="churner") as churner:
         # Twice through the whole range: without reuse this load is exhausted by now.
         wait_until(lambda: churner.ok >= 200, 30, "the churner to cycle through the range twice")
-        sampler = Sampler()
+        sampler = JudgedSampler(Sampler())
         try:
             samples = [sampler.sample() for _ in range(3)]
         finally:

@@ -249,6 +249,7 @@ def test_revert_refuses_a_backup_from_another_host(tmp_path: Path) -> None:
 
 # -- end to end: the fix fixes the real failure -------------------------------------------------
 def _fix_body(folder: str) -> dict:
+    from core.judgement import JudgedSampler
     from core.probe import Prober
     from core.sampler import Sampler
 
@@ -261,7 +262,7 @@ def _fix_body(folder: str) -> dict:
             Churner("127.0.0.1", 9000, hold_s=0.02, duration_s=90, name="churner") as churner:
         wait_until(lambda: churner.addr_not_avail > 0, 30, "the churner to exhaust the 20-port range")
         before = probe(listener.port)
-        sampler = Sampler()
+        sampler = JudgedSampler(Sampler())
         try:
             critical = sampler.sample()
             for _ in range(20):

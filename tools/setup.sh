@@ -21,6 +21,12 @@ done
 debs="libegl1 libgl1 libxkbcommon0 libfontconfig1 libdbus-1-3 fonts-dejavu-core iproute2 util-linux procps"
 debs="$debs libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxkbcommon-x11-0"
 case ",$extras," in *,dev,*) debs="$debs xvfb" ;; esac
+# --dev: the tests open report.html in Debian's chromium (driven by Playwright, which never
+# downloads a browser of its own) and turn its printed PDF into pictures with pdftoppm.
+case ",$extras," in *,dev,*) debs="$debs chromium poppler-utils" ;; esac
+# --dev: a real Prometheus (prometheus, promtool) that the exporter tests scrape and check
+# rules with; the tests run their own instance, never the packaged service.
+case ",$extras," in *,dev,*) debs="$debs prometheus" ;; esac
 missing=""
 for pkg in $debs; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"

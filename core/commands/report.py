@@ -83,23 +83,27 @@ def read_event_log() -> tuple[Mapping[str, Any] | None, str | None]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from core.judgement import JudgedSampler
     from core.sampler import Sampler
+    from core.settings_watch import SettingsWatch
 
     out = Path(args.out)
     check_folder(out)
     try:
-        sampler = Sampler()
+        sampler = JudgedSampler(Sampler(), settings=SettingsWatch())
     except (SourceError, OSError) as exc:
         print(f"portpressure report: cannot read the socket table: {exc}", file=sys.stderr)
         return EXIT_FAILED
     count = max(2, int(args.seconds / SAMPLE_INTERVAL_S) + 1)
     history = History(count)
     sample = None
+    events: list[dict[str, Any]] = []
     try:
         next_at = time.monotonic()
         for i in range(count):
             sample = sampler.sample()
             history.append(sample)
+            events += (e.to_json() for e in sample.events)
             if i + 1 < count:
                 next_at += SAMPLE_INTERVAL_S
                 time.sleep(max(0.0, next_at - time.monotonic()))  # the sampling cadence, not a sync
@@ -118,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     evidence = Evidence(
         sample=sample, history=history.snapshot(), settings=settings, event_log=event_log,
         port_config=config, source=source, privileged=privileged,
-        notes=notes,
+        notes=notes, events=tuple(events),
     )
     try:
         folder = write_bundle(out, evidence)

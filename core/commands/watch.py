@@ -8,6 +8,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from core.canary import DEFAULT_EVERY_S, parse_target
 from core.cli import EXIT_FAILED, EXIT_OK, UsageError, positive_float, positive_int
 from core.model import Sample
 from core.sources import SourceError
@@ -23,10 +24,22 @@ def register(sub: Any) -> None:
     limit.add_argument("--count", type=positive_int, metavar="N", help="stop after N samples")
     limit.add_argument("--duration", type=positive_float, metavar="S", help="stop after S seconds")
     p.add_argument("--json", action="store_true", help="one JSON object per sample per line (the contract)")
-    p.add_argument("--record", metavar="FILE", help="also append every sample to FILE (JSON lines)")
+    p.add_argument("--record", metavar="FILE",
+                   help="also append every sample to FILE (JSON lines; gzip when FILE ends in .gz)")
     p.add_argument("--top", type=positive_int, default=10, metavar="N",
                    help="processes and remotes per JSON line (default 10)")
+    p.add_argument("--probe", action="append", type=probe_target, default=[], metavar="HOST:PORT",
+                   help="run the outbound test to HOST:PORT repeatedly (a canary; repeatable)")
+    p.add_argument("--probe-every", type=positive_float, default=DEFAULT_EVERY_S, metavar="S",
+                   help=f"seconds between outbound tests (default {DEFAULT_EVERY_S:g})")
     p.set_defaults(run=run)
+
+
+def probe_target(text: str) -> tuple[str, int]:
+    try:
+        return parse_target(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def format_line(sample: Sample) -> str:
@@ -44,6 +57,12 @@ def format_line(sample: Sample) -> str:
             f" [{sample.sample_ms:.0f} ms]")
 
 
+def sample_json(sample: Sample, top: int | None = None) -> dict[str, Any]:
+    """The `watch --json` object for one sample (DESIGN.md "Command-line contract"):
+    the one builder every consumer of that contract calls."""
+    return sample.to_json(top=top)
+
+
 def _open_recorder(path: str, sampler: Any) -> Any:
     try:
         from core.recording import Recorder, RecordingError
@@ -56,11 +75,14 @@ def _open_recorder(path: str, sampler: Any) -> Any:
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    from core.canary import Canary
+    from core.judgement import JudgedSampler
     from core.sampler import Sampler
+    from core.settings_watch import SettingsWatch
 
     out = out or sys.stdout
     try:
-        sampler = Sampler()
+        sampler = JudgedSampler(Sampler(), settings=SettingsWatch())
     except (SourceError, OSError) as exc:
         print(f"portpressure watch: cannot read the socket table: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -69,6 +91,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     except (UsageError, SourceError, OSError):
         sampler.close()
         raise
+    canary = (Canary(args.probe, sampler.note_probe, every_s=args.probe_every).start()
+              if args.probe else None)
     deadline = time.monotonic() + args.duration if args.duration else None
     taken = 0
     failures = 0
@@ -82,9 +106,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 print(f"portpressure watch: sample failed, retrying: {exc}", file=sys.stderr)
             else:
                 if args.json:
-                    out.write(json.dumps(sample.to_json(top=args.top)) + "\n")
+                    out.write(json.dumps(sample_json(sample, top=args.top)) + "\n")
                 else:
-                    out.write(format_line(sample) + "\n")
+                    out.write("".join(f"{e.time_iso[11:19]} {e.kind.upper():>8} {e.text}\n"
+                                      for e in sample.events) + format_line(sample) + "\n")
                 out.flush()
                 if recorder is not None:
                     recorder.append(sample)
@@ -101,6 +126,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             # Sampling cadence: wait for the next tick (a schedule, not a synchronisation).
             time.sleep(max(0.0, next_at - now))
     finally:
+        if canary is not None:
+            canary.stop()
         sampler.close()
         if recorder is not None:
             recorder.close()

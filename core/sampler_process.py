@@ -7,8 +7,8 @@ benchmarks/gui_responsiveness.py). In a child process the sampling worker thread
 only waits on a pipe, which releases the GIL.
 
 The child is forked (Linux) and runs nothing but core: no Qt. Requests and replies
-are pickled over a Pipe; a probe failure noted in the GUI rides along with the next
-sample request, so no caller ever waits for a sample in progress. The child dies with
+are pickled over a Pipe. The child only samples: the verdict is given in the window's
+process (core.judgement), where the evidence is. The child dies with
 the window (PR_SET_PDEATHSIG) and closes its source (tracing instance) on the way out.
 No Qt here.
 """
@@ -21,12 +21,11 @@ import multiprocessing
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
-from core.model import PortConfig, ProbeFailure, Sample
+from core.model import PortConfig, Sample
 from core.sources.base import SourceError
 
 log = logging.getLogger(__name__)
@@ -68,15 +67,13 @@ def _serve(conn: Connection, make_sampler: Callable[[], Any]) -> None:
             return
         while True:
             try:
-                request, payload = conn.recv()
+                request, _payload = conn.recv()
             except EOFError:
                 return  # the window went away
             if request == "close":
                 conn.send(("ok", None))
                 return
             try:
-                for failure in payload:
-                    sampler.note_probe_failure(failure)
                 sample = sampler.sample()
                 conn.send(("ok", (sample, sampler.port_config, tuple(sampler.limits))))
             except Exception as exc:  # reported to the window; the next request retries
@@ -94,14 +91,12 @@ class SamplerProcess:
     """core.sampler.Sampler's interface, served by a child process."""
 
     def __init__(self, make_sampler: Callable[[], Any] = _default_factory) -> None:
-        ctx = multiprocessing.get_context("fork")
+        ctx: Any = multiprocessing.get_context("fork")  # mypy types it per platform; Linux-only here
         self._conn, child_conn = ctx.Pipe()
         self._process = ctx.Process(target=_serve, args=(child_conn, make_sampler), daemon=True,
                                     name="portpressure-sampler")
         self._process.start()
         child_conn.close()
-        self._lock = threading.Lock()
-        self._pending: list[ProbeFailure] = []
         self._closed = False
         try:
             facts = self._reply()
@@ -133,19 +128,12 @@ class SamplerProcess:
     def sample(self) -> Sample:
         if self._closed or not self._process.is_alive():
             raise SourceError("the sampling process is not running")
-        with self._lock:
-            failures, self._pending = self._pending, []
         try:
-            self._conn.send(("sample", failures))
+            self._conn.send(("sample", None))
         except (BrokenPipeError, OSError) as exc:
             raise SourceError(f"the sampling process is gone: {exc}") from None
         sample, self._port_config, self.limits = self._reply()
         return sample  # type: ignore[no-any-return]
-
-    def note_probe_failure(self, failure: ProbeFailure) -> None:
-        """Thread-safe and never waits: sent with the next sample request."""
-        with self._lock:
-            self._pending.append(failure)
 
     def close(self) -> None:
         if self._closed:
