@@ -11,4 +11,6 @@ echo "== ruff"; "$py" -m ruff check core gui tests benchmarks
 echo "== mypy (linux)"; "$py" -m mypy --platform linux core
 echo "== mypy (win32)"; "$py" -m mypy --platform win32 core
 echo "== import contract"; .venv/bin/lint-imports
-echo "== pytest"; exec "$py" -m pytest "$@"
+echo "== pytest"; "$py" -m pytest "$@"
+# The Windows lane (issue 14): Windows Python under Wine; skips with a reason where it cannot run.
+if [ $# -eq 0 ]; then echo "== windows lane"; exec tools/windows_lane/check.sh; fi

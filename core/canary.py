@@ -12,6 +12,7 @@ import re
 import threading
 from collections.abc import Callable, Sequence
 
+from core.free_ports import read_free_ports
 from core.probe import (
     DEFAULT_TIMEOUT_S,
     ProbeCancelled,
@@ -45,7 +46,7 @@ class Canary:
         self.every_s = every_s
         self.timeout_s = timeout_s
         self._on_result = on_result
-        self._prober = Prober()
+        self._prober = Prober(free_ports=read_free_ports)  # judges WSAEADDRNOTAVAIL with the table
         self._stopped = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=target, daemon=True,
                                           name=f"portpressure-canary-{host}:{port}")

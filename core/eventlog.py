@@ -123,10 +123,13 @@ def parse_system_time(text: str) -> datetime:
 
 def parse_events(xml_text: str) -> list[TcpipEvent]:
     """The Tcpip 4227/4231 events in `wevtutil qe /f:xml` output, with or without the
-    /e: root element, in the order given. Other providers or IDs are ignored."""
+    /e: root element, in the order given. Other providers or IDs are ignored. No output at
+    all is an error, not "no events": asked for /e:Events, wevtutil prints that element even
+    when nothing matches, so silence means the log was not read (a stub, a crash)."""
     text = xml_text.lstrip("\ufeff").strip()
     if not text:
-        return []
+        raise EventLogError(f"wevtutil printed nothing, not even the <{ROOT_ELEMENT}> element it was "
+                            f"asked for: the System log was not read")
     if "<!DOCTYPE" in text or "<!ENTITY" in text:
         raise EventLogError("unexpected wevtutil output: a document type declaration")
     if not text.startswith(f"<{ROOT_ELEMENT}"):

@@ -273,7 +273,9 @@ WINSOCK_ERRORS: Mapping[int, tuple[str, str]] = {
 
 # Windows: no free port in the dynamic range (WSAENOBUFS, with Tcpip event 4231), or the
 # only candidate port is still in TIME_WAIT toward this destination (WSAEADDRINUSE, 4227).
-# WSAEADDRNOTAVAIL is NOT exhaustion on Windows: it means "cannot connect to that address".
+# WSAEADDRNOTAVAIL means "cannot connect to that address", but a stack that is out of local
+# ports can say it too (a Linux kernel under Wine does: its EADDRNOTAVAIL arrives as 10049),
+# so the Prober asks the socket table before calling it unreachable (FreePorts).
 _WINDOWS_CATEGORY: Mapping[int, Category] = {
     WSAENOBUFS: "ports_exhausted",
     WSAEADDRINUSE: "ports_exhausted",
@@ -341,7 +343,8 @@ def _format_message(code: int) -> str | None:
         import ctypes
 
         text = ctypes.FormatError(code).strip().rstrip(".")
-        return text or None
+        # ctypes says "<no description>" where the system has no text for the code.
+        return text if text and text != "<no description>" else None
     return None
 
 
@@ -358,9 +361,18 @@ def _fix_sentence(windows: bool) -> str:
 def diagnose(category: Category, *, target: str, host: str = "", error: str | None = None,
              timeout_s: float | None = None, latency_ms: float | None = None,
              local_port: int | None = None, timed_out: bool = False, known_error: bool = True,
-             windows: bool = IS_WINDOWS) -> str:
+             windows: bool = IS_WINDOWS, evidence: str | None = None) -> str:
     """One or two sentences a support engineer can paste into a ticket. `timed_out`: our
-    own timer ran out (no OS error to quote)."""
+    own timer ran out (no OS error to quote); `evidence`: the socket table's word, added."""
+    text = _diagnosis(category, target=target, host=host, error=error, timeout_s=timeout_s,
+                      latency_ms=latency_ms, local_port=local_port, timed_out=timed_out,
+                      known_error=known_error, windows=windows)
+    return f"{text} {evidence}" if evidence else text
+
+
+def _diagnosis(category: Category, *, target: str, host: str, error: str | None, timeout_s: float | None,
+               latency_ms: float | None, local_port: int | None, timed_out: bool, known_error: bool,
+               windows: bool) -> str:
     quoted = f" ({error})" if error else ""
     if category == "ok":
         via = f" from local port {local_port}" if local_port else ""
@@ -553,16 +565,22 @@ class _Failure:
     errno_name: str | None = None
     known: bool = True  # an error this module knows the meaning of
     timed_out: bool = False  # our own timer ran out: there is no OS error to quote
+    evidence: str | None = None  # what the socket table said about an ambiguous error
+
+
+# Free local ports in the busiest pool as the socket table shows them now; None: not known.
+FreePorts = Callable[[], "int | None"]
 
 
 class Prober:
     """Runs attempts; cancel() from any thread ends the current wait within
     CANCEL_SLICE_S and stops a series. A Prober that was cancelled stays cancelled:
-    make a new one for the next run."""
+    make a new one for the next run. `free_ports` judges the ambiguous WSAEADDRNOTAVAIL."""
 
-    def __init__(self, windows: bool = IS_WINDOWS) -> None:
+    def __init__(self, windows: bool = IS_WINDOWS, free_ports: FreePorts | None = None) -> None:
         self._cancel = threading.Event()
         self._windows = windows
+        self._free_ports = free_ports
 
     def cancel(self) -> None:
         self._cancel.set()
@@ -622,7 +640,8 @@ class Prober:
                            errno=outcome.errno, error=outcome.error, category=outcome.category,
                            diagnosis=diagnose(outcome.category, target=target, host=host, error=outcome.error,
                                               timeout_s=timeout_s, known_error=outcome.known,
-                                              timed_out=outcome.timed_out, windows=self._windows),
+                                              timed_out=outcome.timed_out, windows=self._windows,
+                                              evidence=outcome.evidence),
                            time_iso=wall, address=address, resolve_ms=resolve_ms, connect_ms=connect_ms,
                            errno_name=outcome.errno_name, attempt=attempt)
 
@@ -705,8 +724,22 @@ class Prober:
 
     def _errno_failure(self, code: int) -> _Failure:
         known = code in (_WINDOWS_CATEGORY if self._windows else _POSIX_CATEGORY)
-        return _Failure(classify_errno(code, self._windows), code, describe_errno(code, self._windows),
-                        errno_name(code, self._windows), known)
+        failure = _Failure(classify_errno(code, self._windows), code, describe_errno(code, self._windows),
+                           errno_name(code, self._windows), known)
+        if self._windows and code == WSAEADDRNOTAVAIL and self._free_ports is not None:
+            return self._judged_by_the_table(failure, self._free_ports())
+        return failure
+
+    @staticmethod
+    def _judged_by_the_table(failure: _Failure, free: int | None) -> _Failure:
+        if free is None:
+            return replace(failure, evidence="The socket table could not be read to tell whether local "
+                                             "ports ran out.")
+        if free == 0:
+            return replace(failure, category="ports_exhausted",
+                           evidence="Windows named no port error, but the socket table shows every local "
+                                    "port of the busiest pool held.")
+        return replace(failure, evidence=f"The socket table shows {free} local ports still free.")
 
     def _os_failure(self, exc: OSError) -> _Failure:
         code = exc.errno if exc.errno is not None else getattr(exc, "winerror", None)

@@ -47,7 +47,10 @@ class TierCounts:
     alive: int  # cached rows not yet expired
     pending: int  # TIME_WAIT counted by the kernel but created since the last listing
     exact: dict[int, int]  # pid -> exact TIME_WAIT (cached rows only)
-    direct: dict[int, int]  # pid -> inferred TIME_WAIT not split by talkers (listener; pending)
+    exact_pairs: dict[tuple[int, int], int]  # (pid, remote key) -> exact TIME_WAIT (cached rows)
+    direct: dict[int, int]  # pid -> inferred TIME_WAIT on its listening port
+    # (pid, remote key) -> pending TIME_WAIT credited like the arrivals that pid owned exactly
+    pending_pairs: dict[tuple[int, int], int]
     rest_keys: np.ndarray  # remote keys of TIME_WAIT left for the talkers to claim
     rest_counts: np.ndarray
     pool_keys: np.ndarray  # per pool counted (outbound, in range)
@@ -65,6 +68,7 @@ class TierCounts:
 @dataclass
 class _Totals:
     exact: np.ndarray
+    pair: np.ndarray
     direct: np.ndarray
     rest: np.ndarray
     pool_tw: np.ndarray
@@ -76,8 +80,8 @@ class _Totals:
         return _Totals(*(a - b for a, b in zip(self.as_tuple(), other.as_tuple(), strict=True)))
 
     def as_tuple(self) -> tuple[np.ndarray, ...]:
-        return (self.exact, self.direct, self.rest, self.pool_tw, self.pool_held, self.pool_reusable,
-                self.remote_tw)
+        return (self.exact, self.pair, self.direct, self.rest, self.pool_tw, self.pool_held,
+                self.pool_reusable, self.remote_tw)
 
 
 def _merge_keys(keys: np.ndarray, kept_index: np.ndarray, new_keys: np.ndarray, new_has: np.ndarray,
@@ -132,14 +136,18 @@ class TimeWaitTier:
         # (Linux) never read them back, and at 100k rows they were a tenth of the memory.
         self.keep_rows = keep_rows
         self._start = 0
+        self._port_rows = np.zeros(65536, dtype=np.int32)  # live cached rows per local port
         self.listed_at: float | None = None
         self._rows = empty_table()
         self._deadline = np.zeros(0, dtype=np.float64)
+        self._lport = np.zeros(0, dtype=np.uint16)
         self._conn = np.zeros(0, dtype=np.uint64)
         self._pids = np.zeros(0, dtype=np.int64)
+        self._pair_pids = np.zeros(0, dtype=np.int64)
+        self._pair_rkeys = np.zeros(0, dtype=np.uint64)
         self._pool_keys = self._remote_keys = np.zeros(0, dtype=np.uint64)
         self._pool_rows = self._remote_rows = empty_table()
-        self._exact = self._direct = self._pool = self._remote = np.zeros(0, dtype=np.int32)
+        self._exact = self._pair = self._direct = self._pool = self._remote = np.zeros(0, dtype=np.int32)
         self._rest = self._held = self._reusable = self._out_remote = np.zeros(0, dtype=bool)
         self._totals = self._aggregate(0, 0)
         self._arrivals = self._aggregate(0, 0)
@@ -227,6 +235,8 @@ class TimeWaitTier:
                                        new_pids, new_pids >= 0)
         exact_idx = np.concatenate([pid_idx[:n_kept], pid_idx[2 * n_kept:2 * n_kept + n]])
         direct_idx = np.concatenate([pid_idx[n_kept:2 * n_kept], pid_idx[2 * n_kept + n:]])
+        pair_pids, pair_rkeys, pair_idx = self._merge_pairs(lo, hi, pids, remote_keys, exact_idx[n_kept:],
+                                                            remote_idx[n_kept:])
         all_deadline = np.concatenate([self._deadline[lo:hi], deadline])
         # Kept rows are sorted already and new ones mostly later: a stable sort of two runs.
         order = np.argsort(all_deadline, kind="stable")
@@ -244,11 +254,16 @@ class TimeWaitTier:
 
         self._rows = joined(self._rows[lo:hi], rows) if self.keep_rows else empty_table()
         self._deadline = all_deadline[order]
+        # Local ports kept per row (whole rows are not, on Linux): the whole-range judgement.
+        self._lport = joined(self._lport[lo:hi], rows["lport"].astype(np.uint16))
+        self._port_rows = np.bincount(self._lport, minlength=65536).astype(np.int32)
         self._conn = joined(self._conn[lo:hi], conn_key if conn_key is not None
                             else np.zeros(n, dtype=np.uint64))
         self._pids, self._pool_keys, self._remote_keys = pids, pool_keys, remote_keys
         assert pool_rows is not None and remote_rows is not None
         self._pool_rows, self._remote_rows = pool_rows, remote_rows
+        self._pair_pids, self._pair_rkeys = pair_pids, pair_rkeys
+        self._pair = pair_idx[order]
         self._exact = exact_idx[order]
         self._direct = direct_idx[order]
         self._rest = (self._exact < 0) & (self._direct < 0)
@@ -267,7 +282,9 @@ class TimeWaitTier:
         self._arrivals = self._aggregate(0, len(order), arrived)
         self._rate_pool, self._rate_pid = {}, {}
         if interval and interval > 0:
-            new = fresh & counted
+            # Every outbound TIME_WAIT that arrived is a connection this host opened and
+            # closed first: what fills a pool (accepted connections' never count).
+            new = arrival & counted
             if new.any():
                 uniq, counts = np.unique(pool_key[new], return_counts=True)
                 self._rate_pool = {int(k): c / interval for k, c in zip(uniq.tolist(), counts.tolist(),
@@ -278,9 +295,48 @@ class TimeWaitTier:
                 self._rate_pid = {int(p): c / interval for p, c in zip(uniq.tolist(), counts.tolist(),
                                                                         strict=True)}
 
+    def _merge_pairs(self, lo: int, hi: int, pids: np.ndarray, remote_keys: np.ndarray, new_exact: np.ndarray,
+                     new_remote: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The (owner pid, remote key) dictionary of the exactly owned rows for the kept
+        rows lo:hi plus new rows whose indices into the merged `pids` / `remote_keys` are
+        new_exact / new_remote; returns its pids, its remote keys and every row's index
+        (kept rows' first; -1 where not owned). A pair is coded as pid index * len(remote
+        keys) + remote index: both dictionaries are sorted, so codes sort as the pairs do
+        and, like the other keys, only the dictionary and the new rows are sorted."""
+        width = max(len(remote_keys), 1)
+        # The cached pairs recoded in the merged dictionaries; a pair whose pid or remote
+        # left them is used by no kept row (a kept row keeps both), so it is dropped.
+        pid_at = np.searchsorted(pids, self._pair_pids)
+        rkey_at = np.searchsorted(remote_keys, self._pair_rkeys)
+        present = (pid_at < len(pids)) & (rkey_at < len(remote_keys))
+        present[present] &= ((pids[pid_at[present]] == self._pair_pids[present])
+                             & (remote_keys[rkey_at[present]] == self._pair_rkeys[present]))
+        codes = pid_at[present].astype(np.int64) * width + rkey_at[present]
+        renumber = (np.cumsum(present) - 1).astype(np.int32)
+        kept = self._pair[lo:hi]
+        kept = np.where(kept >= 0, renumber[np.maximum(kept, 0)] if len(renumber) else _NONE, _NONE)
+        owned = new_exact >= 0
+        new_codes = np.where(owned, new_exact.astype(np.int64) * width + new_remote, 0)
+        merged, _, index = _merge_keys(codes, kept.astype(np.int32), new_codes, owned)
+        return pids[merged // width], remote_keys[merged % width], index
+
+    def arrival_share(self, pool_key: int | None) -> float:
+        """The share of the TIME_WAIT that arrived before the last listing that went to
+        that pool (None: to any counted pool): how new TIME_WAIT spreads until the next."""
+        if not self._arrival_count:
+            return 0.0
+        tw = self._arrivals.pool_tw
+        if pool_key is None:
+            return float(tw.sum()) / self._arrival_count
+        pos = int(np.searchsorted(self._pool_keys, np.uint64(pool_key)))
+        if pos >= len(self._pool_keys) or int(self._pool_keys[pos]) != pool_key:
+            return 0.0
+        return float(tw[pos]) / self._arrival_count
+
     def _aggregate(self, lo: int, hi: int, where: np.ndarray | None = None) -> _Totals:
         """Counts per pid / remote / pool over the sorted rows lo:hi (optionally masked)."""
         k, r, p = len(self._pids), len(self._remote_keys), len(self._pool_keys)
+        q = len(self._pair_pids)
 
         def count(index: np.ndarray, mask: np.ndarray | None, size: int) -> np.ndarray:
             index = index[lo:hi]
@@ -293,6 +349,7 @@ class TimeWaitTier:
 
         return _Totals(
             exact=count(self._exact, None, k),
+            pair=count(self._pair, None, q),
             direct=count(self._direct, None, k),
             rest=count(self._remote, self._rest, r),
             pool_tw=count(self._pool, None, p),
@@ -301,14 +358,35 @@ class TimeWaitTier:
             remote_tw=count(self._remote, self._out_remote, r),
         )
 
+    def _pairs_dict(self, counts: np.ndarray) -> dict[tuple[int, int], int]:
+        return {(pid, rkey): int(c) for pid, rkey, c in zip(
+            self._pair_pids.tolist(), self._pair_rkeys.tolist(), counts.tolist(), strict=True) if c}
+
+    def remote_row(self, rkey: int) -> np.ndarray | None:
+        """A listed row toward that remote endpoint (for its label), if any."""
+        keys = self._remote_keys
+        pos = int(np.searchsorted(keys, np.uint64(rkey)))
+        if pos < len(keys) and int(keys[pos]) == rkey:
+            return self._remote_rows[pos]
+        return None
+
     # -- a tick -------------------------------------------------------------------------
     def age(self, now: float) -> None:
         """Drop the rows whose TIME_WAIT has run out by `now`."""
-        self._start = max(self._start, int(np.searchsorted(self._deadline, now, side="right")))
+        start = max(self._start, int(np.searchsorted(self._deadline, now, side="right")))
+        if start > self._start:
+            gone = self._lport[self._start:start]
+            self._port_rows -= np.bincount(gone, minlength=65536)
+        self._start = start
+
+    def held_ports(self) -> np.ndarray:
+        """bool per port number 0-65535: some live cached TIME_WAIT row holds it."""
+        return self._port_rows > 0
 
     def counts(self, pending: int) -> TierCounts:
         totals = self._totals.minus(self._aggregate(0, self._start)) if self._start else self._totals
         exact = totals.exact
+        pending_pair = np.zeros(len(self._pair_pids), dtype=np.int64)
         direct = totals.direct.copy()
         rest = totals.rest.copy()
         pool_tw = totals.pool_tw.copy()
@@ -318,14 +396,16 @@ class TimeWaitTier:
         arr = self._arrivals
         if pending and self._arrival_count:
             n = self._arrival_count
-            k, r = len(self._pids), len(self._remote_keys)
-            # Each pending row is an arrival: attributed (to its pid), left to the talkers
-            # (by remote), or unattributed; and counted in a pool / remote or not.
-            owner = apportion(pending, np.concatenate([arr.exact + arr.direct, arr.rest,
-                                                       [n - arr.exact.sum() - arr.direct.sum()
+            k, r, q = len(self._pids), len(self._remote_keys), len(self._pair_pids)
+            # Each pending row is an arrival: owned (by a pid, toward a remote), on a
+            # listener's port, left to the evidence (by remote), or unattributed; and
+            # counted in a pool / remote or not.
+            owner = apportion(pending, np.concatenate([arr.pair, arr.direct, arr.rest,
+                                                       [n - arr.pair.sum() - arr.direct.sum()
                                                         - arr.rest.sum()]]))
-            direct += owner[:k]
-            rest += owner[k:k + r]
+            pending_pair += owner[:q]
+            direct += owner[q:q + k]
+            rest += owner[q + k:q + k + r]
             pool_share = apportion(pending, np.concatenate([arr.pool_tw, [n - arr.pool_tw.sum()]]))[:-1]
             held_share = apportion(pending, np.concatenate([arr.pool_held, [n - arr.pool_held.sum()]]))[:-1]
             pool_tw += pool_share
@@ -339,6 +419,8 @@ class TimeWaitTier:
             alive=self.alive,
             pending=pending,
             exact={pid: int(c) for pid, c in zip(pids, exact.tolist(), strict=True) if c},
+            exact_pairs=self._pairs_dict(totals.pair),
+            pending_pairs=self._pairs_dict(pending_pair),
             direct={pid: int(c) for pid, c in zip(pids, direct.tolist(), strict=True) if c},
             rest_keys=self._remote_keys[live_rest],
             rest_counts=rest[live_rest],

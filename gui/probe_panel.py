@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 from core import eventlog
 from core.canary import Canary
 from core.eventlog import EventLogError, EventLogSummary
+from core.free_ports import read_free_ports
 from core.model import endpoint_text
 from core.probe import (
     DEFAULT_INTERVAL_S,
@@ -272,7 +273,7 @@ class ProbePanel(QWidget):
         if repeat:
             self._start_repeating(self._run_id, values)
             return True
-        prober = Prober()
+        prober = Prober(free_ports=read_free_ports)  # judges WSAEADDRNOTAVAIL with the socket table
         self._run.prober, self._run.canary = prober, None
         thread = threading.Thread(target=self._work, name="portpressure-probe", daemon=True,
                                   args=(prober, self._run_id, values, self._event_log_reader))

@@ -72,6 +72,9 @@ class Session(QObject):
         self.loader: RecordingLoader | None = None
         self._make_sampler = make_sampler
         self.sampling: SamplingThread | None = None
+        # A sample that arrives ends a sampling error, not a recording's: "Recording
+        # stopped: the disk is full" must stay on screen after the next sample.
+        self._sampling_error_shown = False
 
     @property
     def mode(self) -> str:
@@ -119,7 +122,9 @@ class Session(QObject):
             return  # a live sample still queued when the replay began: live is stopped
         self.history.append(sample)
         self.live_latest = sample
-        self.error.emit("")
+        if self._sampling_error_shown:
+            self._sampling_error_shown = False
+            self.error.emit("")
         if sample.events:
             self.events.extend(sample.events)
             del self.events[:-MAX_EVENTS]
@@ -141,6 +146,7 @@ class Session(QObject):
     @Slot(str)
     def _sampling_error(self, text: str) -> None:
         if self.recording is None:  # not a stopped worker's last words over a replay
+            self._sampling_error_shown = True
             self.error.emit(text)
 
     def note_probe(self, result: ProbeResult) -> None:

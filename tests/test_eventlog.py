@@ -70,7 +70,7 @@ def test_order_of_the_output_does_not_matter() -> None:
     assert parse_summary(shuffled) == parse_summary(SEVERAL)
 
 
-@pytest.mark.parametrize("output", ["", "\r\n", EMPTY_WITH_ROOT, "<Events/>", "\ufeff<Events></Events>"])
+@pytest.mark.parametrize("output", [EMPTY_WITH_ROOT, "<Events/>", "\ufeff<Events></Events>"])
 def test_zero_events(output: str) -> None:
     summary = parse_summary(output)
     assert (summary.count_4227, summary.count_4231, summary.last, summary.recent) == (0, 0, None, ())
@@ -178,6 +178,9 @@ def test_utf16_output_is_decoded() -> None:
     (FakeRun(raises=FileNotFoundError(2, "The system cannot find the file specified")),
      "could not be run: The system cannot find the file specified"),
     (FakeRun(stdout=b"<Events><Event"), "not well-formed"),
+    # Exit 0 and not a byte (Wine's wevtutil stub): the log was not read, which is not "no events".
+    (FakeRun(stdout=b""), "wevtutil printed nothing, not even the <Events> element"),
+    (FakeRun(stdout=b"\xff\xfe\r\x00\n\x00"), "the System log was not read"),
 ])
 def test_runner_failures_are_one_line(run: FakeRun, says: str) -> None:
     with pytest.raises(EventLogError) as caught:

@@ -67,7 +67,7 @@ def test_record_writes_exactly_what_the_window_showed(qtbot, make_window, tmp_pa
 
     window.record_action.trigger()  # File > Record to file…, or the toolbar button
     assert window.record_action.isChecked() and window.session.recorder is not None
-    assert re.fullmatch(rf"{re.escape(str(tmp_path))}/portpressure-[\w.-]+-\d{{8}}-\d{{6}}\.jsonl\.gz",
+    assert re.fullmatch(rf"{re.escape(str(tmp_path / 'portpressure-'))}[\w.-]+-\d{{8}}-\d{{6}}\.jsonl\.gz",
                         suggested[0]), suggested
     qtbot.waitUntil(lambda: window.session.recorder.samples_written >= 5, timeout=15_000)
     qtbot.waitUntil(lambda: re.fullmatch(r"● Recording to night\.jsonl\.gz \(\d+ samples\)",

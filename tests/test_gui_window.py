@@ -112,7 +112,8 @@ def test_samples_arrive_and_the_curves_hold_them(qtbot, make_window) -> None:
     assert "last sample" in window.status_bar.interval_label.text()
     assert window.session.facts is not None
     assert f"{window.session.facts.port_config.dynamic_range[0]}-" in window.status_bar.source_label.text()
-    assert "TIME_WAIT 60 s" in window.status_bar.source_label.text()
+    time_wait_s = window.session.facts.port_config.time_wait_seconds
+    assert f"TIME_WAIT {time_wait_s:.0f} s" in window.status_bar.source_label.text()
     # Hover read-out at the first moment names that moment's values.
     plot.show_readout_at(float(times[0]))
     assert plot.cursor_line.isVisible() and "at " in plot.readout.text()
@@ -331,4 +332,4 @@ def test_screenshot_into_a_missing_folder_is_one_line_and_exit_2(tmp_path: Path)
 def test_open_missing_recording_is_one_line_exit_2(tmp_path: Path) -> None:
     done = run_cli("gui", "--open", str(tmp_path / "rec.jsonl"), tmp_path=tmp_path)
     assert done.returncode == 2
-    assert done.stderr.strip() == f"portpressure gui: --open: {tmp_path}/rec.jsonl does not exist"
+    assert done.stderr.strip() == f"portpressure gui: --open: {tmp_path / 'rec.jsonl'} does not exist"

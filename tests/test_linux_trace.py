@@ -160,7 +160,9 @@ def test_parser_drops_what_the_namespace_check_rejects_and_stops_at_max_events()
     assert asked.count(21627) == 1  # asked once per thread per chunk
 
 
-def test_parse_throughput() -> None:
+def test_parse_of_100k_lines_fed_in_chunks() -> None:
+    # Lines cut across 64 KiB chunks all parse. The rate is printed for a reader; it is not
+    # asserted (absolute times fail on a loaded machine).
     lines = [THREAD_V4_SYN.replace("sport=0 ", f"sport={32768 + i % 28000} ") if i % 4 else ODD_COMM_V6_SYN
              for i in range(100_000)]
     data = ("\n".join(lines) + "\n").encode()
@@ -173,7 +175,6 @@ def test_parse_throughput() -> None:
     rate = len(lines) / elapsed
     print(f"\nparsed {len(lines)} trace lines in {elapsed * 1000:.0f} ms: {rate:,.0f} lines/s")
     assert count == len(lines) and parser.unparsed == 0
-    assert rate > 40_000, f"only {rate:,.0f} lines/s"
 
 
 def test_filter_is_built_from_the_event_format() -> None:

@@ -12,6 +12,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -21,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.provisional import domains
 
+from core.free_ports import read_free_ports
 from core.probe import (
     CATEGORIES,
     MAX_COUNT,
@@ -255,11 +257,16 @@ def test_windows_errors_are_decoded_by_number() -> None:
     # WSAEADDRNOTAVAIL is "address not valid in its context" on Windows, not exhaustion.
     assert classify_errno(WSAEADDRNOTAVAIL, windows=True) == "unreachable"
     assert errno_name(10055, windows=True) == "WSAENOBUFS"
-    assert describe_errno(10055, windows=True).startswith(
-        "[WinError 10055] An operation on a socket could not be performed because the system lacked "
-        "sufficient buffer space")
+    # The OS's own text (FormatMessage) where it has one, else Winsock's English text.
+    described = describe_errno(10055, windows=True)
+    if sys.platform == "win32" and ctypes.FormatError(10055) != "<no description>":
+        assert described == f"[WinError 10055] {ctypes.FormatError(10055).strip().rstrip('.')}"
+    else:
+        assert described.startswith("[WinError 10055] An operation on a socket could not be performed "
+                                     "because the system lacked sufficient buffer space")
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX errno numbers: Python on Windows has Winsock's")
 def test_linux_errors_are_decoded_by_errno_name() -> None:
     assert classify_errno(errno.EADDRNOTAVAIL, windows=False) == "ports_exhausted"
     assert classify_errno(errno.EADDRINUSE, windows=False) == "ports_exhausted"
@@ -309,6 +316,25 @@ def test_windows_decoding_through_the_prober() -> None:
     failure = Prober(windows=True)._errno_failure(WSAENOBUFS)
     assert failure.category == "ports_exhausted" and failure.errno_name == "WSAENOBUFS"
     assert failure.error is not None and failure.error.startswith("[WinError 10055]")
+
+
+def test_address_not_available_is_judged_with_the_socket_table() -> None:
+    # WSAEADDRNOTAVAIL: "not valid in its context", unless the table shows no free port.
+    full = Prober(windows=True, free_ports=lambda: 0)._errno_failure(WSAEADDRNOTAVAIL)
+    assert full.category == "ports_exhausted" and full.errno_name == "WSAEADDRNOTAVAIL"
+    assert full.evidence is not None and "every local port" in full.evidence
+    free = Prober(windows=True, free_ports=lambda: 12)._errno_failure(WSAEADDRNOTAVAIL)
+    assert free.category == "unreachable"
+    assert free.evidence == "The socket table shows 12 local ports still free."
+    unknown = Prober(windows=True, free_ports=lambda: None)._errno_failure(WSAEADDRNOTAVAIL)
+    assert unknown.category == "unreachable" and "could not be read" in (unknown.evidence or "")
+    text = diagnose("ports_exhausted", target="10.0.0.9:443", error="[WinError 10049] x", windows=True,
+                    evidence=full.evidence)
+    assert text.endswith(" " + full.evidence) and "TcpTimedWaitDelay" in text
+    # Only that error asks the table: the others mean what they say.
+    asked: list[int] = []
+    Prober(windows=True, free_ports=lambda: asked.append(1) or 0)._errno_failure(WSAECONNREFUSED)
+    assert asked == []
 
 
 def test_latency_percentiles_and_summary_text() -> None:
@@ -454,6 +480,7 @@ def _exhausted() -> dict:
         wait_until(lambda: churner.addr_not_avail > 0, 30, "the churner to exhaust the range")
         result = Prober().probe("127.0.0.1", 9000, timeout_s=2.0)
         other = Prober().probe("127.0.0.1", 9001, timeout_s=2.0)  # another destination, no listener
+        free = read_free_ports()
         failure = to_probe_failure(result)
         sampler = JudgedSampler(Sampler())
         try:
@@ -462,7 +489,7 @@ def _exhausted() -> dict:
         finally:
             sampler.close()
     return {"json": result.to_json(), "failure": failure, "verdict": sample.verdict.to_json(),
-            "other": other.to_json()}
+            "other": other.to_json(), "free": free}
 
 
 @requires_netns
@@ -476,6 +503,8 @@ def test_ports_exhausted_after_a_churner_exhausts_the_range() -> None:
     assert obj["error"] in obj["diagnosis"] and "TIME_WAIT" in obj["diagnosis"]
     # Linux pools ports per destination: a different port on the same host still answers.
     assert got["other"]["category"] == "refused"
+    assert got["free"] == 0  # the socket table agrees: the busiest pool has no free port
+    assert run_in_netns(read_free_ports, sysctls=NARROW) == 20  # a quiet namespace: all 20 free
     failure = got["failure"]
     assert failure.target == "127.0.0.1:9000" and failure.error == obj["error"]
     verdict = got["verdict"]

@@ -311,7 +311,9 @@ def _tier_view(tier: TimeWaitTier, pending: int = 0) -> dict[str, Any]:
             "rest": dict(zip(c.rest_keys.tolist(), c.rest_counts.tolist(), strict=True)),
             "pools": dict(zip(c.pool_keys.tolist(), zip(c.pool_tw.tolist(), c.pool_held.tolist(),
                                                         c.pool_reusable.tolist(), strict=True), strict=True)),
-            "remotes": dict(zip(c.remote_keys.tolist(), c.remote_tw.tolist(), strict=True))}
+            "remotes": dict(zip(c.remote_keys.tolist(), c.remote_tw.tolist(), strict=True)),
+            "pairs": c.exact_pairs, "pending_pairs": c.pending_pairs,
+            "held_ports": np.flatnonzero(tier.held_ports()).tolist()}
 
 
 def test_merge_equals_a_rebuild_from_every_row() -> None:
@@ -350,6 +352,14 @@ def test_merge_equals_a_rebuild_from_every_row() -> None:
     assert tier.alive == whole.alive == expected
     assert _tier_view(tier) == _tier_view(whole)
     assert np.array_equal(np.sort(tier.expires_left(now)), np.sort(whole.expires_left(now)))
+    # Whose exact TIME_WAIT goes where, and the ports held, follow kept and new rows; a
+    # pair whose rows all ended (pid 7 toward remote 1 keeps only its later rows) goes.
+    assert _tier_view(tier)["pairs"] == {(7, 1): 1, (7, 2): 1, (8, 1): 1, (8, 2): 1, (9, 1): 1, (9, 2): 1}
+    later = 7.5  # ageing keeps them in step too
+    tier.age(later)
+    whole.age(later)
+    assert _tier_view(tier) == _tier_view(whole)
+    assert len(_tier_view(tier)["held_ports"]) == tier.alive
 
 
 class CountSkewed(WrappedSource):
@@ -420,11 +430,13 @@ def _incremental_vs_full() -> dict[str, Any]:
         s.close()
 
     def view(sample: Any) -> dict[str, Any]:
-        rows = {p.pid: (p.time_wait_exact, p.time_wait_inferred) for p in sample.processes if p.pid in pids}
+        rows = {p.pid: (p.time_wait_exact, p.time_wait_inferred, dict(p.time_wait_toward))
+                for p in sample.processes if p.pid in pids}
         return {"listing": sample.extra["time_wait_listing"], "tw": sample.states["TIME_WAIT"],
                 "cached": sample.extra["time_wait_cached"], "pending": sample.extra["time_wait_pending"],
                 "processes": rows, "unattributed": sample.time_wait_unattributed,
                 "in_use": sample.ports.in_use, "pool": sample.ports.pool,
+                "range_in_use": sample.ports.range_in_use,
                 "remotes": [(r.address, r.port, r.time_wait) for r in sample.remotes]}
 
     return {"held": held, "pids": pids, "merged": view(merged), "rebuilt": view(rebuilt),

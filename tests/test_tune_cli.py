@@ -11,7 +11,6 @@ import io
 import json
 import multiprocessing
 import os
-import pty
 import select
 import subprocess
 import sys
@@ -163,6 +162,8 @@ def test_without_yes_and_without_a_terminal_it_refuses_with_exit_2(tmp_path: Pat
 
 def _answer_on_a_terminal(folder: str, answer: bytes) -> dict:
     env = dict(os.environ, PORTPRESSURE_BACKUP_DIR=folder, PYTHONPATH=str(ROOT))
+    import pty  # Unix only (termios): imported here so the module loads on Windows
+
     master, slave = pty.openpty()
     command = [sys.executable, "-m", "gui.launcher", "tune", "set", "net.ipv4.tcp_tw_reuse", "1"]
     proc = subprocess.Popen(command, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=str(ROOT))

@@ -11,6 +11,7 @@ import io
 import json
 import os
 import socket
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import pytest
 
 from core import cli
 from core.commands import tune as tune_command
+from core.sources.windows import WindowsPortConfig, windows_version
 from core.tuning import pending_reboot_reminder
 from core.tuning.backups import load_backup
 from core.tuning.base import JSON_KEYS, TuningError, TuningInputError, TuningPermissionError, VerifyMismatch
@@ -30,7 +32,13 @@ from core.tuning.windows import (
     WindowsTuningBackend,
 )
 from core.tuning.windows_commands import parse_auto_reuse
-from core.tuning.windows_elevation import PYINSTALLER_RESET, _environment, relaunch_command
+from core.tuning.windows_elevation import (
+    PYINSTALLER_RESET,
+    ChildResult,
+    _environment,
+    read_child_result,
+    relaunch_command,
+)
 from core.tuning.windows_registry import InMemoryRegistry
 from tests.test_windows_source import DYNAMIC_2019, EXCLUDED_2019, EXCLUDED_NONE
 
@@ -257,7 +265,10 @@ class ChildElevator:
         self._monkeypatch.setattr(tune_command, "make_backend", make_backend)
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            code = cli.main(list(args))
+            try:
+                code = cli.main(list(args))
+            except Exception:  # what python.exe does with an uncaught exception
+                code = 1
         self.netsh.start, self.netsh.count = elevated_netsh.start, elevated_netsh.count
         self.outputs.append((code, out.getvalue(), err.getvalue()))
         return code
@@ -338,6 +349,56 @@ def test_a_failing_elevated_child_reports_its_own_error(tmp_path: Path, monkeypa
     assert len(list((tmp_path / "backups").glob("*.json"))) == 1  # the child's backup stays
 
 
+class BrokenRegistry(InMemoryRegistry):
+    """A child that fails in a way nobody planned for (a bug, not an OSError)."""
+
+    def write_dword(self, path: str, name: str, value: int) -> None:
+        raise KeyError("hive handle lost")
+
+
+def test_an_unexpected_failure_in_the_elevated_child_comes_back_as_its_text(tmp_path: Path,
+                                                                             monkeypatch) -> None:
+    registry = InMemoryRegistry(deny_writes=True)
+    elevator = ChildElevator(registry, RecordedNetsh(), monkeypatch, child_registry=BrokenRegistry())
+    b = backend(tmp_path, registry, admin=False, elevator=elevator)
+    with pytest.raises(TuningError) as caught:
+        b.apply(b.plan(TIMED_WAIT_DELAY, 30))
+    assert str(caught.value) == ("TcpTimedWaitDelay: the elevated change failed: unexpected error: "
+                                 "KeyError: 'hive handle lost'")
+    assert elevator.outputs[0][0] == 1
+
+
+def test_a_child_that_cannot_open_its_backend_says_why(tmp_path: Path, monkeypatch) -> None:
+    def no_backend(backup_dir: Path | None = None, allow_elevation: bool = True) -> WindowsTuningBackend:
+        raise TuningError("the registry cannot be opened here")
+
+    monkeypatch.setattr(tune_command, "make_backend", no_backend)
+    result_file = tmp_path / "result.json"
+    with contextlib.redirect_stderr(io.StringIO()):
+        code = cli.main(["tune", "set", "TcpTimedWaitDelay", "30", "--yes", "--elevated-child",
+                         "--result-file", str(result_file)])
+    assert code == cli.EXIT_BAD_INPUT
+    assert read_child_result(result_file) == ChildResult(
+        ok=False, backup=None, error="portpressure tune: the registry cannot be opened here")
+
+
+# -- one Windows version for the live view and tune ------------------------------------------------
+@pytest.mark.skipif(sys.platform != "win32", reason="asks Windows itself")
+def test_the_live_view_and_tune_ask_windows_for_its_version_in_one_place() -> None:
+    # A compatibility shim makes getwindowsversion() report an older major.minor (Wine reports 6.1
+    # to python.exe while its kernel32 is 10.0): the real version is platform_version.
+    version = windows_version()
+    assert version == tuple(sys.getwindowsversion().platform_version)
+    assert WindowsPortConfig.for_this_machine().version == version[:2]
+    assert WindowsTuningBackend.for_this_machine().version == version
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="checks the answer off Windows")
+def test_windows_version_off_windows_is_an_error() -> None:
+    with pytest.raises(OSError, match="not Windows"):
+        windows_version()
+
+
 # -- the relaunch command line -------------------------------------------------------------------
 ARGS = ["tune", "set", "TcpTimedWaitDelay", "30", "--yes", "--elevated-child",
         "--backup-dir", r"C:\Users\Jo Smith\AppData\Local\PortPressure\backups",
@@ -360,7 +421,7 @@ def test_relaunch_from_source_runs_the_entry_module_from_the_checkout() -> None:
                                source_root=Path("/src/portpressure"))
     assert command.file == r"C:\Python311\python.exe"
     assert command.parameters.startswith("-m gui.launcher tune set TcpTimedWaitDelay 30 --yes")
-    assert command.directory == "/src/portpressure"
+    assert command.directory == str(Path("/src/portpressure"))
     assert command.environment == ()
     default_root = relaunch_command(ARGS, frozen=False, executable="python")
     assert (Path(default_root.directory) / "core" / "cli.py").is_file()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import subprocess
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from core.model import NO_PID, STATE_CODE, STATE_NAMES, empty_table, format_addr
 from core.sources import windows as win
 from core.sources.base import SourceError
 from core.sources.netsh_parse import parse_dynamic_port, parse_excluded_ranges
+from core.tuning.backups import BACKUP_DIR_ENV, boot_time, write_backup
 
 DWORD = ctypes.c_uint32
 
@@ -124,7 +126,7 @@ def test_ipv4_rows_convert_field_by_field() -> None:
         ("LISTEN", "0.0.0.0", 445, "0.0.0.0", 0, 4),  # System (PID 4) keeps its listener
         ("ESTABLISHED", "10.0.0.5", 50001, "10.0.0.9", 443, 1234),
         ("TIME_WAIT", "10.0.0.5", 50002, "10.0.0.9", 443, NO_PID),  # PID 0 on TIME_WAIT: nobody
-        ("CLOSE_WAIT", "192.168.1.20", 8080, "192.168.1.30", 61000, 0),  # PID 0 elsewhere is kept
+        ("CLOSE_WAIT", "192.168.1.20", 8080, "192.168.1.30", 61000, NO_PID),  # PID 0 anywhere: nobody
         ("SYN_SENT", "10.0.0.5", 65535, "203.0.113.7", 1, 5678),
     ]
     assert (table["family"] == 4).all() and (table["inode"] == 0).all()
@@ -411,6 +413,27 @@ def test_port_config_registry_delay_and_its_range() -> None:
     config = broken.config().read()
     assert config.time_wait_seconds == 120.0
     assert any("not read (TcpTimedWaitDelay has registry type 1)" in note for note in config.notes)
+
+
+def test_port_config_uses_the_delay_in_effect_until_the_reboot(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    # `tune set TcpTimedWaitDelay 10` in this boot, from "not set": Windows keeps its default
+    # 120 s until the restart, and the live view's forecasts must too.
+    monkeypatch.setenv(BACKUP_DIR_ENV, str(tmp_path))
+    write_backup(tmp_path, "TcpTimedWaitDelay", None, 10, "registry")
+    machine = FakeMachine(dict(SERVER_2019), delay=10)
+    pending = win.WindowsPortConfig(machine.run_netsh, machine.read_delay, (10, 0),
+                                    delay_in_effect=win.time_wait_delay_in_effect).read()
+    assert pending.time_wait_seconds == 120.0
+    assert any("set to 10 s, but 120 s stays in effect until the next restart" in note
+               for note in pending.notes)
+    # The same change made in an earlier boot has taken effect.
+    for backup in tmp_path.iterdir():
+        backup.unlink()
+    write_backup(tmp_path, "TcpTimedWaitDelay", None, 10, "registry", boot=boot_time() - 3600)
+    rebooted = win.WindowsPortConfig(machine.run_netsh, machine.read_delay, (10, 0),
+                                     delay_in_effect=win.time_wait_delay_in_effect).read()
+    assert rebooted.time_wait_seconds == 10.0 and rebooted.notes == ()
 
 
 @pytest.mark.parametrize("failure", [

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from core.cli import EXIT_FAILED, EXIT_OK, UsageError
+from core.free_ports import read_free_ports
 from core.probe import (
     DEFAULT_INTERVAL_S,
     DEFAULT_TIMEOUT_S,
@@ -117,7 +118,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         line = json.dumps(result.to_json()) if args.json else format_attempt(result, width)
         print(line, file=out, flush=True)
 
-    prober = Prober()
+    prober = Prober(free_ports=read_free_ports)
     try:
         summary = prober.series(host, port, count=count, interval_s=args.interval.value,
                                 timeout_s=args.timeout.value, on_result=show)

@@ -103,29 +103,31 @@ def format_states(states: Sequence[SettingState]) -> str:
 # -- set / revert ----------------------------------------------------------------------------
 def run_set(args: argparse.Namespace) -> int:
     text = " ".join(args.value)
-    prog = "portpressure tune set"
-    backend = _backend(args)
 
-    def make_plan() -> Plan:
+    def make_plan(backend: TuningBackend) -> Plan:
         return backend.plan(args.name, backend.validate(args.name, text))
 
-    return _guarded(args, prog, backend, make_plan)
+    return _guarded(args, "portpressure tune set", make_plan)
 
 
 def run_revert(args: argparse.Namespace) -> int:
-    prog = "portpressure tune revert"
-    backend = _backend(args)
-    return _guarded(args, prog, backend, lambda: backend.plan_revert(Path(args.backup)))
+    return _guarded(args, "portpressure tune revert",
+                    lambda backend: backend.plan_revert(Path(args.backup)))
 
 
-def _guarded(args: argparse.Namespace, prog: str, backend: TuningBackend,
-             make_plan: Callable[[], Plan]) -> int:
-    """Plan, confirm, apply; the elevated child also reports through --result-file."""
+def _guarded(args: argparse.Namespace, prog: str, make_plan: Callable[[TuningBackend], Plan]) -> int:
+    """Plan, confirm, apply; the elevated child also reports through --result-file, whatever
+    went wrong: its parent has no other way to learn what happened."""
     applied: Applied | None = None
     error: str | None = None
     try:
         try:
-            plan = make_plan()
+            backend = _backend(args)
+        except UsageError as exc:
+            error = str(exc)
+            raise
+        try:
+            plan = make_plan(backend)
         except TuningInputError as exc:
             error = str(exc)
             raise UsageError(f"{prog}: {exc}") from None
@@ -155,6 +157,10 @@ def _guarded(args: argparse.Namespace, prog: str, backend: TuningBackend,
             return EXIT_FAILED
         _report(applied)
         return EXIT_OK
+    except Exception as exc:
+        if error is None:  # unexpected: the traceback goes to stderr, which an elevated child has not
+            error = f"unexpected error: {type(exc).__name__}: {exc}"
+        raise
     finally:
         if args.result_file is not None:
             write_child_result(args.result_file, applied is not None,

@@ -67,7 +67,8 @@ def table_from_connections(connections: Iterable[Any]) -> np.ndarray:
     table["family"] = [6 if c.family == socket.AF_INET6 else 4 for c in rows]
     table["lport"] = [c.laddr.port if c.laddr else 0 for c in rows]
     table["rport"] = [c.raddr.port if c.raddr else 0 for c in rows]
-    table["pid"] = [NO_PID if c.pid is None else c.pid for c in rows]
+    # PID 0 is nobody's on every OS (Windows reports it for TIME_WAIT and orphaned sockets).
+    table["pid"] = [c.pid or NO_PID for c in rows]
     table["laddr"] = [_packed(c.family, c.laddr.ip) if c.laddr else zero for c in rows]
     table["raddr"] = [_packed(c.family, c.raddr.ip) if c.raddr else zero for c in rows]
     return table

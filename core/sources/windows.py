@@ -12,8 +12,10 @@ State mapping (MIB_TCP_STATE -> core.model):
   2 LISTEN ... 11 TIME_WAIT -> the state of the same name (4 SYN_RCVD -> SYN_RECV)
   12 DELETE_TCB -> BOUND   being torn down; the port is held until it goes
   anything else -> BOUND   (never documented; counted as holding its port)
-PIDs: TIME_WAIT rows carry PID 0 ("System Idle") and become NO_PID. PID 0 or 4
-("System") on any other row is a real owner (e.g. http.sys listeners) and is kept.
+PIDs: PID 0 means "no owner" (every TIME_WAIT row; under Wine, every socket of a Linux
+process) and becomes NO_PID on any row: the System Idle Process owns no socket, so it is
+never a process row nor a culprit. PID 4 ("System") is a real owner (http.sys listeners,
+SMB) and is kept.
 """
 
 from __future__ import annotations
@@ -195,9 +197,9 @@ def _states(dwords: np.ndarray) -> np.ndarray:
     return STATE_FROM_MIB[np.minimum(dwords, len(STATE_FROM_MIB) - 1)]
 
 
-def _pids(dwords: np.ndarray, states: np.ndarray) -> np.ndarray:
+def _pids(dwords: np.ndarray) -> np.ndarray:
     pids = dwords.astype(np.int32)
-    pids[states == TIME_WAIT] = NO_PID  # Windows says 0: nobody owns a TIME_WAIT socket
+    pids[dwords == 0] = NO_PID  # Windows' "no owner" (TIME_WAIT, orphaned sockets)
     return pids
 
 
@@ -215,7 +217,7 @@ def _socket_table(rows: np.ndarray, family: int, laddr: np.ndarray, raddr: np.nd
     table["state"] = _states(rows["dwState"])
     table["lport"] = _ports(rows["dwLocalPort"])
     table["rport"] = _ports(rows["dwRemotePort"])
-    table["pid"] = _pids(rows["dwOwningPid"], table["state"])
+    table["pid"] = _pids(rows["dwOwningPid"])
     table["laddr"] = laddr
     table["raddr"] = raddr
     return table
@@ -353,14 +355,18 @@ class WindowsPortConfig:
     """PortConfig from netsh and the registry, cached for `max_age` seconds.
 
     The OS access is passed in (run_netsh(args) -> text, read_delay() -> seconds or None)
-    so the assembly, fallbacks and cache are tested with recorded netsh output."""
+    so the assembly, fallbacks and cache are tested with recorded netsh output.
+    TcpTimedWaitDelay is read at boot: delay_in_effect(stored) says what Windows still uses
+    when the stored value changed since (see time_wait_delay_in_effect); the figures use that."""
 
     def __init__(self, run_netsh: Callable[[Sequence[str]], str],
                  read_delay: Callable[[], int | None], version: tuple[int, int],
                  clock: Callable[[], float] = time.monotonic,
-                 max_age: float = CONFIG_MAX_AGE_SECONDS) -> None:
+                 max_age: float = CONFIG_MAX_AGE_SECONDS,
+                 delay_in_effect: Callable[[int | None], int | None] = lambda stored: stored) -> None:
         self._run_netsh = run_netsh
         self._read_delay = read_delay
+        self._delay_in_effect = delay_in_effect
         self.version = version
         self._clock = clock
         self._max_age = max_age
@@ -370,7 +376,8 @@ class WindowsPortConfig:
 
     @classmethod
     def for_this_machine(cls) -> WindowsPortConfig:
-        return cls(run_netsh, read_tcp_timed_wait_delay, windows_version())
+        return cls(run_netsh, read_tcp_timed_wait_delay, windows_version()[:2],
+                   delay_in_effect=time_wait_delay_in_effect)
 
     def get(self) -> PortConfig:
         with self._lock:
@@ -410,12 +417,18 @@ class WindowsPortConfig:
         except (OSError, ValueError) as exc:
             notes.append(f"TcpTimedWaitDelay not read ({exc}); assuming the default {time_wait:.0f} s")
         else:
+            stored, delay = delay, self._delay_in_effect(delay)
+            default = time_wait
             if delay is not None:
                 time_wait = float(delay)
                 low = time_wait_delay_minimum(self.version)
                 if not low <= delay <= TIME_WAIT_DELAY_MAX:
                     notes.append(f"TcpTimedWaitDelay = {delay} s is outside the documented range "
                                  f"{low}-{TIME_WAIT_DELAY_MAX} s; the figures assume it as written")
+            if delay != stored:
+                notes.append(f"TcpTimedWaitDelay is set to {default if stored is None else stored:.0f} s, "
+                             f"but {time_wait:.0f} s stays in effect until the next restart; the "
+                             f"figures use {time_wait:.0f} s")
         return PortConfig(
             os_name="Windows",
             dynamic_range=dynamic,
@@ -427,11 +440,14 @@ class WindowsPortConfig:
         )
 
 
-def windows_version() -> tuple[int, int]:
+def windows_version() -> tuple[int, int, int]:
+    """(major, minor, build) of the running Windows: the one place both the live view and
+    `tune` ask. platform_version is the real one; getwindowsversion's major/minor are what a
+    compatibility shim tells this process (e.g. 6.2 for an unmanifested program on 10)."""
     if sys.platform != "win32":
         raise OSError("not Windows")
-    version = sys.getwindowsversion()
-    return version.major, version.minor
+    major, minor, build = sys.getwindowsversion().platform_version
+    return major, minor, build
 
 
 def _forget_bundled_dll_directory() -> None:
@@ -475,6 +491,19 @@ def read_tcp_timed_wait_delay() -> int | None:
     if kind != winreg.REG_DWORD or not isinstance(value, int):
         raise ValueError(f"TcpTimedWaitDelay has registry type {kind}, expected REG_DWORD")
     return value
+
+
+def time_wait_delay_in_effect(stored: int | None) -> int | None:
+    """The TcpTimedWaitDelay Windows uses now (None: its default). Windows reads the value at
+    boot and does not report the one in use: when PortPressure changed it since this boot (its
+    backups say so), the value stored before that change stays in effect until the restart."""
+    # Imported here: core.tuning builds on this module.
+    from core.tuning.backups import boot_time, default_backup_dir, list_backups, this_host
+    from core.tuning.reminder import effective_since_boot
+
+    effective, _ = effective_since_boot(list_backups(default_backup_dir()), "TcpTimedWaitDelay",
+                                        this_host(), stored, None, boot_time())
+    return effective if isinstance(effective, int) or effective is None else stored
 
 
 def _is_elevated() -> bool:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -33,6 +32,7 @@ from core.sources.windows import (
     TIME_WAIT_DELAY_MAX,
     default_time_wait_seconds,
     time_wait_delay_minimum,
+    windows_version,
 )
 from core.tuning.backups import boot_time, list_backups, this_host
 from core.tuning.base import (
@@ -88,15 +88,6 @@ def windows_version_label(version: tuple[int, ...]) -> str:
     return "Windows before Vista / Server 2008"
 
 
-def this_windows_version() -> tuple[int, int, int]:
-    if sys.platform != "win32":
-        raise OSError("not Windows")
-    v = sys.getwindowsversion()
-    # platform_version is the real one; major/minor may be what a compatibility shim reports.
-    major, minor, build = v.platform_version
-    return major, minor, build
-
-
 class WindowsTuningBackend(GuardedBackend):
     os_name = "Windows"
 
@@ -117,7 +108,7 @@ class WindowsTuningBackend(GuardedBackend):
     @classmethod
     def for_this_machine(cls, backup_dir: Path | None = None,
                          allow_elevation: bool = True) -> WindowsTuningBackend:
-        return cls(WinRegistry(), SystemNetsh(), this_windows_version(), admin=is_admin,
+        return cls(WinRegistry(), SystemNetsh(), windows_version(), admin=is_admin,
                    elevator=ShellExecuteElevator(), read_auto_reuse=read_auto_reuse_output,
                    backup_dir=backup_dir, allow_elevation=allow_elevation)
 

@@ -11,6 +11,7 @@ from datetime import datetime
 from core.analysis import judge
 from core.model import (
     STATE_NAMES,
+    Event,
     Forecast,
     PoolUsage,
     PortConfig,
@@ -48,15 +49,15 @@ def worst_case_sample(timestamp: float | None = None) -> Sample:
                                               "LISTEN": 1}
     iso = datetime.fromtimestamp(moment).astimezone().isoformat(timespec="seconds")
     events = (
-        {"time": iso, "kind": "setting", "text": "net.ipv4.tcp_tw_reuse changed from 1 to 0",
-         "name": "net.ipv4.tcp_tw_reuse", "old": "1", "new": "0"},
-        {"time": iso, "kind": "probe", "text": "Outbound test to 10.99.0.15:5432 failed: no free local port",
-         "target": "10.99.0.15:5432", "ok": False, "category": "ports_exhausted"},
-        {"time": iso, "kind": "note", "text": "Recording started"},
+        Event(iso, "setting", "net.ipv4.tcp_tw_reuse changed from 1 to 0",
+              {"name": "net.ipv4.tcp_tw_reuse", "old": "1", "new": "0"}),
+        Event(iso, "probe", "Outbound test to 10.99.0.15:5432 failed: no free local port",
+              {"target": "10.99.0.15:5432", "ok": False, "category": "ports_exhausted"}),
+        Event(iso, "note", "Recording started"),
     )
     return Sample(time_iso=iso, timestamp=moment, states=states, ports=ports,
                   rates=Rates(448.0, 0.0, 31.5), forecast=fc, processes=processes, remotes=remotes,
-                  verdict=verdict, sample_ms=9.4, os_name="Linux", extra={"events": list(events)})
+                  verdict=verdict, sample_ms=9.4, os_name="Linux", events=events)
 
 
 CONFIG = PortConfig("Linux", RANGE, time_wait_seconds=60.0, tw_reuse=0)
