@@ -152,6 +152,11 @@ class TableRead:
     time_wait_listed: bool = True
     # Per table row, milliseconds a TIME_WAIT socket has left (Linux idiag_expires), or None.
     expires_ms: np.ndarray | None = None
+    # A listing that left out the TIME_WAIT sockets the previous listing gave: those with
+    # lo < seconds left <= hi (from counters.monotonic) are not in the table, only counted
+    # in time_wait_dumped (every TIME_WAIT socket of this dump). None: nothing left out.
+    time_wait_omitted: tuple[float, float] | None = None
+    time_wait_dumped: int | None = None
     # pid -> (name, parent pid) of processes first seen holding sockets in this read, taken
     # while they ran (a short-lived one may have ended before the sampler asks).
     identities: Mapping[int, tuple[str, int]] = field(default_factory=dict)

@@ -41,7 +41,6 @@ from core.model import (
     RemoteRow,
     Sample,
     TableRead,
-    empty_table,
     endpoint_text,
     format_address,
 )
@@ -57,6 +56,9 @@ GROWTH_WINDOW_SECONDS = 10.0
 # At the first listing nothing tells which TIME_WAIT is new; take the youngest this old
 # as the pattern new TIME_WAIT follows until the next listing.
 FIRST_ARRIVAL_WINDOW_SECONDS = 5.0
+# How far a cached row's deadline and the kernel's may differ (the dumps' own timing):
+# rows this close to the edge of what a partial listing left out are compared by 4-tuple.
+LISTING_OVERLAP_SECONDS = 0.5
 
 
 def _sorted_contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -91,6 +93,8 @@ class Sampler:
         self._tier = TimeWaitTier()
         self._seen_outbound = np.zeros(0, dtype=np.uint64)  # outbound keys since the last listing
         self._listed_keys = np.zeros(0, dtype=np.uint64)  # last listing's TIME_WAIT keys (no expiry given)
+        self._listing_context: tuple[object, ...] | None = None
+        self._last_listing = ""  # "full" or "incremental": what the last listing read did
 
     # -- facts for the screens ---------------------------------------------------
     @property
@@ -110,6 +114,12 @@ class Sampler:
     @property
     def limits(self) -> tuple[str, ...]:
         return tuple(getattr(self._source, "limits", ()))
+
+    def request_full_listing(self) -> None:
+        """Make the next sample list every TIME_WAIT tuple and key them from scratch."""
+        request = getattr(self._source, "request_listing", None)
+        if request is not None:
+            request()
 
     def close(self) -> None:
         self._source.close()
@@ -147,9 +157,12 @@ class Sampler:
     # -- the TIME_WAIT tier -------------------------------------------------------------
     def _list_time_wait(self, rows: np.ndarray, expires_ms: np.ndarray | None, now: float,
                         config: PortConfig, facts: analysis.PoolFacts,
-                        listeners: dict[int, int]) -> None:
+                        listeners: dict[int, int], read: TableRead) -> bool:
         """A read that listed the TIME_WAIT tuples: work out each row's pool, endpoint and
-        owner once, and cache them until the next listing."""
+        owner once, and cache them until the next listing. A read that left out the rows
+        the cache holds (read.time_wait_omitted) is merged into it; False when that
+        cannot be done exactly (the caller treats the read as unlisted, and the next read
+        lists everything)."""
         rkey = remote_keys(rows)
         pkey = pool_keys(rows, rkey)
         ckey = connection_keys(rows, pkey)
@@ -177,10 +190,28 @@ class Sampler:
             self._listed_keys = np.sort(ckey)
         fresh = arrival & ~_sorted_contains(self._seen_outbound, ckey)
         counted = tw_facts.outbound & tw_facts.in_range
-        tier.rebuild(rows, deadline, now, pool_key=pkey, remote_key=rkey, counted=counted,
+        keyed = dict(pool_key=pkey, remote_key=rkey, counted=counted,
                      out_remote=tw_facts.outbound & (rows["rport"] > 0),
                      reusable=analysis.tw_reusable(rows, config), exact_pid=exact_pid,
-                     direct_pid=direct_pid, arrival=arrival, fresh=fresh)
+                     direct_pid=direct_pid, arrival=arrival, fresh=fresh, conn_key=ckey)
+        # Rows keyed at an earlier listing keep their facts only while what decided them
+        # (settings, listeners) is unchanged.
+        context = (config, tuple(sorted(listeners.items())), facts.listen_ports.tobytes())
+        omitted = read.time_wait_omitted
+        tier.keep_rows = config.pool_scope != "per_destination"  # only whole-range pools read rows back
+        if omitted is None:
+            tier.rebuild(rows, deadline, now, **keyed)
+            self._listing_context = context
+            self._last_listing = "full"
+            return True
+        if context == self._listing_context and read.time_wait_dumped is not None and tier.merge(
+                rows, deadline, now, keep=(omitted[0] - LISTING_OVERLAP_SECONDS,
+                                           omitted[1] + LISTING_OVERLAP_SECONDS),
+                dumped=read.time_wait_dumped, overlap=2 * LISTING_OVERLAP_SECONDS, **keyed):
+            self._last_listing = "incremental"
+            return True
+        self.request_full_listing()
+        return False
 
     # -- the sample -------------------------------------------------------------------
     def sample(self) -> Sample:
@@ -194,9 +225,11 @@ class Sampler:
 
         # TIME_WAIT rows go to the tier; everything else is worked out from this read.
         is_tw = full["state"] == TIME_WAIT
-        has_tw = bool(is_tw.any())
-        table = full[~is_tw] if has_tw else full
-        tw_rows = full[is_tw] if has_tw else empty_table()
+        live = len(full) - int(np.count_nonzero(is_tw))
+        if is_tw[live:].all():  # TIME_WAIT rows last (LinuxSource): views, no copies
+            table, tw_rows = full[:live], full[live:]
+        else:
+            table, tw_rows = full[~is_tw], full[is_tw]
         states = table["state"]
         pids = table["pid"]
         state_counts = np.bincount(states, minlength=len(STATE_NAMES))
@@ -238,9 +271,10 @@ class Sampler:
             new_rows[facts.outbound] = ~_sorted_contains(self._prev_outbound, out_keys)
         sorted_out = np.sort(out_keys)
         self._prev_outbound = sorted_out
-        if read.time_wait_listed:
-            expires = read.expires_ms[is_tw] if read.expires_ms is not None else None
-            self._list_time_wait(tw_rows, expires, now, config, facts, listener_of)
+        expires = read.expires_ms[is_tw] if read.expires_ms is not None else None
+        listed = read.time_wait_listed and self._list_time_wait(tw_rows, expires, now, config, facts,
+                                                                listener_of, read)
+        if listed:
             self._seen_outbound = sorted_out
             time_wait = self._tier.alive
             pending = 0
@@ -341,7 +375,8 @@ class Sampler:
                 "sockets": len(table) + time_wait,
                 # Whether this read listed the TIME_WAIT tuples; if not, how many of them
                 # come from the last listing (aged) and how many are only counted so far.
-                "time_wait_listed": bool(read.time_wait_listed),
+                "time_wait_listed": listed,
+                "time_wait_listing": self._last_listing if listed else "",
                 "time_wait_cached": tier.alive,
                 "time_wait_pending": tier.pending,
             },

@@ -54,19 +54,18 @@ class Holder:
         self.proc.join(10)
 
 
-class ShiftedClock:
-    """The real LinuxSource, with the monotonic time the Sampler sees moved forward:
-    ages the cached rows without waiting for TIME_WAIT's fixed 60 s."""
+class WrappedSource:
+    """The real LinuxSource behind a test's change to what its reads say."""
 
     def __init__(self, source: Any) -> None:
         self.source = source
         self.name = source.name
-        self.shift = 0.0
 
     def read(self, with_table: bool = True) -> TableRead:
-        read = self.source.read(with_table)
-        counters = dataclasses.replace(read.counters, monotonic=read.counters.monotonic + self.shift)
-        return dataclasses.replace(read, counters=counters)
+        return self.source.read(with_table)
+
+    def request_listing(self) -> None:
+        self.source.request_listing()
 
     def read_counters(self) -> Any:
         return self.source.read_counters()
@@ -76,6 +75,20 @@ class ShiftedClock:
 
     def close(self) -> None:
         self.source.close()
+
+
+class ShiftedClock(WrappedSource):
+    """The monotonic time the Sampler sees moved forward: ages the cached rows without
+    waiting for TIME_WAIT's fixed 60 s."""
+
+    def __init__(self, source: Any) -> None:
+        super().__init__(source)
+        self.shift = 0.0
+
+    def read(self, with_table: bool = True) -> TableRead:
+        read = self.source.read(with_table)
+        counters = dataclasses.replace(read.counters, monotonic=read.counters.monotonic + self.shift)
+        return dataclasses.replace(read, counters=counters)
 
 
 def _client_tw(listener_port: int, settled: tuple[str, ...] = ("06", "0A")) -> int:
@@ -290,3 +303,161 @@ def _mixed_dump(host: str) -> dict[str, Any]:
         s.close()
     return {"fast": offsets.tolist(), "walk": walked.tolist(), "count": len(offsets), "sizes": len(sizes),
             "tw": int((table["state"] == TIME_WAIT).sum()), "kernel_tw": kernel_tw}
+
+
+def _tier_view(tier: TimeWaitTier, pending: int = 0) -> dict[str, Any]:
+    c = tier.counts(pending)
+    return {"alive": c.alive, "exact": c.exact, "direct": c.direct,
+            "rest": dict(zip(c.rest_keys.tolist(), c.rest_counts.tolist(), strict=True)),
+            "pools": dict(zip(c.pool_keys.tolist(), zip(c.pool_tw.tolist(), c.pool_held.tolist(),
+                                                        c.pool_reusable.tolist(), strict=True), strict=True)),
+            "remotes": dict(zip(c.remote_keys.tolist(), c.remote_tw.tolist(), strict=True)),
+            "pairs": c.exact_pairs, "pending_pairs": c.pending_pairs,
+            "held_ports": np.flatnonzero(tier.held_ports()).tolist()}
+
+
+def test_merge_equals_a_rebuild_from_every_row() -> None:
+    """Kept rows (by deadline band) plus listed ones, duplicates at the edges counted once,
+    give the same counts as a tier rebuilt from all of them; a count that disagrees with
+    the kernel's changes nothing."""
+    from tests.tables import churn, table
+
+    rows = table(*churn(8, remote="10.0.0.9:443"), *churn(6, remote="10.0.0.8:80", first_port=50100))
+    n = len(rows)
+    deadline = np.array([0.5, 3, 5, 7, 9, 11, 40, 41, 2, 4, 6, 8, 10, 42], dtype=np.float64)
+    args = dict(pool_key=np.arange(n, dtype=np.uint64) % 3, remote_key=np.array([1] * 8 + [2] * 6, np.uint64),
+                counted=np.arange(n) % 4 != 0, out_remote=np.ones(n, bool), reusable=np.arange(n) % 5 == 0,
+                exact_pid=np.array([7, -1, 7, 8, -1, -1, 9, -1, 7, -1, 8, -1, -1, 9], np.int32),
+                direct_pid=np.array([-1, 5, -1, -1, -1, -1, -1, -1, -1, -1, -1, 5, -1, -1], np.int32),
+                arrival=np.zeros(n, bool), fresh=np.zeros(n, bool),
+                conn_key=np.arange(n, dtype=np.uint64) + 100)
+    first = deadline < 40  # the earlier listing; rows 6, 7, 13 arrive later
+    tier = TimeWaitTier(keep_rows=False)
+    tier.rebuild(rows[first], deadline[first], 0.0, **{k: v[first] for k, v in args.items()})
+    # The later listing, at t=1: the kernel left out 2 < left <= 8 (deadline 3..9); it
+    # lists the rest, including 2 rows inside the kept band's 1 s overlap (deadlines 9, 10)
+    # that the cache keeps too.
+    now = 1.0
+    listed = (~first | (deadline - now <= 2) | (deadline - now > 8) | (deadline == 9)) & (deadline > now)
+    expected = int(np.count_nonzero(deadline > now))
+    assert not tier.merge(rows[listed], deadline[listed], now, keep=(1.5, 8.5), dumped=expected + 1,
+                          overlap=1.0, **{k: v[listed] for k, v in args.items()})
+    assert tier.alive == int(first.sum())  # refused: unchanged
+    assert tier.merge(rows[listed], deadline[listed], now, keep=(1.5, 8.5), dumped=expected, overlap=1.0,
+                      **{k: v[listed] for k, v in args.items()})
+    tier.age(now)
+    whole = TimeWaitTier(keep_rows=False)
+    alive = deadline > now
+    whole.rebuild(rows[alive], deadline[alive], now, **{k: v[alive] for k, v in args.items()})
+    assert tier.alive == whole.alive == expected
+    assert _tier_view(tier) == _tier_view(whole)
+    assert np.array_equal(np.sort(tier.expires_left(now)), np.sort(whole.expires_left(now)))
+    # Whose exact TIME_WAIT goes where, and the ports held, follow kept and new rows; a
+    # pair whose rows all ended (pid 7 toward remote 1 keeps only its later rows) goes.
+    assert _tier_view(tier)["pairs"] == {(7, 1): 1, (7, 2): 1, (8, 1): 1, (8, 2): 1, (9, 1): 1, (9, 2): 1}
+    later = 7.5  # ageing keeps them in step too
+    tier.age(later)
+    whole.age(later)
+    assert _tier_view(tier) == _tier_view(whole)
+    assert len(_tier_view(tier)["held_ports"]) == tier.alive
+
+
+class CountSkewed(WrappedSource):
+    """A partial listing's TIME_WAIT count off by `skew`, as when a cached TIME_WAIT
+    socket ended early (tcp_tw_reuse, a reset)."""
+
+    def __init__(self, source: Any) -> None:
+        super().__init__(source)
+        self.skew = 0
+
+    def read(self, with_table: bool = True) -> TableRead:
+        read = self.source.read(with_table)
+        if read.time_wait_omitted is not None and read.time_wait_dumped is not None:
+            read = dataclasses.replace(read, time_wait_dumped=read.time_wait_dumped + self.skew)
+        return read
+
+
+def _incremental_vs_full() -> dict[str, Any]:
+    """Two samplers over the same namespace and history: one merges partial listings,
+    the other rebuilds from a whole listing each time."""
+    from core.sampler import Sampler
+    from core.sources.linux import LinuxSource
+
+    listener = Listener(mode="client_closes")
+    sources = [CountSkewed(LinuxSource(trace=False, tier_min=1, refresh_seconds=3600.0)) for _ in range(2)]
+    samplers = [Sampler(s) for s in sources]
+    partial, whole = samplers
+
+    def both() -> list[Any]:
+        return [s.sample() for s in samplers]
+
+    first = Holder(listener.port, 40)
+    both()  # whole listings: the holder's 40 connections are seen owned
+    first.close_all()
+    held = wait_until(lambda: _client_tw(listener.port), 20, "the first holder's TIME_WAIT")
+    for s in sources:
+        s.request_listing()
+    both()
+    # Churn after that listing: a second holder seen owned, then closed; a third never
+    # seen open (its TIME_WAIT can only be inferred).
+    second = Holder(listener.port, 30)
+    both()
+    second.close_all()
+    # Settled before the next fork: a child forked while an accepted socket is still
+    # open would hold it open (CLOSE_WAIT) and its client would never reach TIME_WAIT.
+    # Most of them (now and then the kernel ends a closed loopback connection with a reset).
+    after_second = wait_until(lambda: (n := _client_tw(listener.port)) >= held + 20 and n, 20,
+                              "the second holder's TIME_WAIT")
+    third = Holder(listener.port, 20)
+    third.close_all()
+    wait_until(lambda: _client_tw(listener.port) >= after_second + 14, 20, "the third holder's TIME_WAIT")
+    sources[0].source.refresh_seconds = 0.0  # list on the next read: a partial listing
+    sources[1].request_listing()  # a whole listing
+    merged, rebuilt = both()
+    kernel_tw = sockstat_tw()
+    # A count that disagrees: the partial listing is refused, that read counts as unlisted
+    # (sockstat's count, the cache aged) and the next read lists everything.
+    sources[0].skew = 1
+    refused = partial.sample()
+    kernel_refused = sockstat_tw()
+    after = partial.sample()
+    kernel_after = sockstat_tw()
+    whole_again = whole.sample()  # refresh 3600 s: a cached read, for the comparison
+    pids = (first.proc.pid, second.proc.pid, third.proc.pid)
+    for holder in (first, second, third):
+        holder.stop()
+    for s in samplers:
+        s.close()
+
+    def view(sample: Any) -> dict[str, Any]:
+        rows = {p.pid: (p.time_wait_exact, p.time_wait_inferred, dict(p.time_wait_toward))
+                for p in sample.processes if p.pid in pids}
+        return {"listing": sample.extra["time_wait_listing"], "tw": sample.states["TIME_WAIT"],
+                "cached": sample.extra["time_wait_cached"], "pending": sample.extra["time_wait_pending"],
+                "processes": rows, "unattributed": sample.time_wait_unattributed,
+                "in_use": sample.ports.in_use, "pool": sample.ports.pool,
+                "range_in_use": sample.ports.range_in_use,
+                "remotes": [(r.address, r.port, r.time_wait) for r in sample.remotes]}
+
+    return {"held": held, "pids": pids, "merged": view(merged), "rebuilt": view(rebuilt),
+            "kernel_tw": kernel_tw, "refused": view(refused), "kernel_refused": kernel_refused,
+            "after": view(after), "kernel_after": kernel_after, "whole_again": view(whole_again)}
+
+
+def test_incremental_listing_equals_a_whole_listing_after_churn_and_a_disagreement_rebuilds() -> None:
+    r = run_in_netns(_incremental_vs_full, sysctls=SYSCTLS)
+    merged, rebuilt = r["merged"], r["rebuilt"]
+    assert (merged["listing"], rebuilt["listing"]) == ("incremental", "full")
+    # Counts agree with the kernel's, and everything the sample says about TIME_WAIT
+    # (owners exact and inferred, unattributed, pools, remotes) equals the whole listing's.
+    assert merged["tw"] == rebuilt["tw"] == merged["cached"] == r["kernel_tw"] >= r["held"] + 34
+    assert merged == rebuilt | {"listing": "incremental"}
+    first, second, third = r["pids"]
+    exact = {pid: counts[0] for pid, counts in merged["processes"].items()}
+    assert exact[first] == r["held"] and exact[second] >= 25 and exact.get(third, 0) == 0
+    # The disagreeing count: that read is not a listing, counts come from sockstat; the
+    # next read is a whole listing that matches the kernel and the other sampler again.
+    refused, after = r["refused"], r["after"]
+    assert refused["listing"] == "" and refused["tw"] == r["kernel_refused"]
+    assert after["listing"] == "full" and after["tw"] == after["cached"] == r["kernel_after"]
+    assert after["processes"] == r["whole_again"]["processes"]

@@ -16,8 +16,9 @@ from core.sources.linux_proc import read_counters, read_port_config
 # Linux only: mypy --platform win32 treats the rest of this module as unreachable.
 assert sys.platform.startswith("linux")
 
+from core.sources.linux_malloc import pin_mmap_threshold  # noqa: E402
 from core.sources.linux_trace import SockStateTrace, TraceUnavailable  # noqa: E402
-from core.sources.netlink_diag import ALL_STATES_MASK, TIME_WAIT_BIT, DiagSocket, parse_dump  # noqa: E402
+from core.sources.netlink_diag import ALL_STATES_MASK, TIME_WAIT_BIT, DiagSocket, read_table  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,12 @@ log = logging.getLogger(__name__)
 # attributed by inference until the next listing names it exactly.
 TIME_WAIT_TIER_MIN = 5_000
 TIME_WAIT_REFRESH_SECONDS = 5.0
+# A listing after an earlier one leaves out (counts, does not parse) the TIME_WAIT sockets
+# the Sampler already holds from it: those with more than LISTING_HEAD_SECONDS left
+# that were already in TIME_WAIT then (with a margin for the time a dump takes). The
+# Sampler checks the counts and asks for a whole listing when they disagree.
+LISTING_HEAD_SECONDS = 1.0
+LISTING_NEW_MARGIN_SECONDS = 0.5
 
 
 class LinuxSource:
@@ -48,6 +55,7 @@ class LinuxSource:
         self._trace: SockStateTrace | None = None
         self.trace_status = "kernel events off"
         self.privileged = os.geteuid() == 0
+        pin_mmap_threshold()  # this process reads big tables every second: see linux_malloc
         if trace:
             self._start_trace()
 
@@ -119,10 +127,19 @@ class LinuxSource:
         counters = self.read_counters()
         listed = with_table and self._lists_time_wait(counters)
         expires = None
+        omitted: tuple[float, float] | None = None
+        dumped_tw: int | None = None
         if with_table:
             mask = ALL_STATES_MASK if listed else ALL_STATES_MASK & ~TIME_WAIT_BIT
+            if listed and self._listed_at is not None:
+                known_until = self._listed_at + config.time_wait_seconds - counters.monotonic
+                if known_until - LISTING_NEW_MARGIN_SECONDS > LISTING_HEAD_SECONDS:
+                    omitted = (LISTING_HEAD_SECONDS, known_until - LISTING_NEW_MARGIN_SECONDS)
             try:
-                table, expires = parse_dump(*self._diag_socket().dump(mask), with_expires=listed)
+                table, expires, dumped_tw = read_table(
+                    self._diag_socket(), mask, with_expires=listed,
+                    omit_time_wait_ms=None if omitted is None else (int(omitted[0] * 1000),
+                                                                    int(omitted[1] * 1000)))
             except OSError as exc:
                 # A broken netlink socket is replaced on the next sample.
                 if self._diag is not None:
@@ -147,6 +164,8 @@ class LinuxSource:
             limits=self.limits,
             time_wait_listed=listed,
             expires_ms=expires if listed else None,
+            time_wait_omitted=omitted,
+            time_wait_dumped=dumped_tw if listed else None,
             identities=identities,
         )
 

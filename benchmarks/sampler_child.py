@@ -1,0 +1,60 @@
+"""The sampler in a fresh interpreter, driven one tick at a time by benchmarks/sampling.py.
+
+A fresh process (not a fork of the benchmark, which built the sockets) so its resident
+memory is the sampler's own, as for `portpressure watch`. Imports only what a sampler
+process imports. One JSON line in, one out:
+  {"do": "tick"}   one sample; reply {"ms", "kind", "tw", "sockets", "rss_mb"}
+  {"do": "full"}   the same, but the TIME_WAIT listing is forced to a full rebuild
+  {"do": "quit"}   reply {"peak_rss_mb", "idle_rss_mb", "counters_ms"} and exit
+kind: "first" (start-up: whole /proc fd scan and a full listing), "cached" (TIME_WAIT
+left out of the dump), "listing" (incremental) or "full listing" (keyed from scratch).
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import sys
+import time
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def main() -> int:
+    from core.sampler import Sampler
+    from core.sources.linux import LinuxSource
+
+    idle = _rss_mb()  # interpreter + imports, before any sample
+    source = LinuxSource(trace=False)
+    sampler = Sampler(source)
+    for tick, line in enumerate(sys.stdin):
+        command = json.loads(line)["do"]
+        if command == "quit":
+            counters = []
+            for _ in range(200):
+                started = time.perf_counter()
+                source.read_counters()
+                counters.append((time.perf_counter() - started) * 1000)
+            sampler.close()
+            print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                              "idle_rss_mb": idle, "counters_ms": statistics.median(counters)}), flush=True)
+            return 0
+        if command == "full":
+            sampler.request_full_listing()
+        started = time.perf_counter()
+        sample = sampler.sample()
+        ms = (time.perf_counter() - started) * 1000
+        extra = sample.extra
+        kind = ("first" if tick == 0 else "cached" if not extra["time_wait_listed"]
+                else "full listing" if extra.get("time_wait_listing") == "full" else "listing")
+        print(json.dumps({"ms": ms, "kind": kind, "tw": sample.states["TIME_WAIT"],
+                          "sockets": extra["sockets"], "rss_mb": _rss_mb()}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
