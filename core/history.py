@@ -6,11 +6,12 @@ series) is about 6.9 MB, allocated once, so a day-long session never grows.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from core.model import STATE_NAMES, Sample
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 EXTRA_SERIES: tuple[str, ...] = (
     "pressure",
     "capacity",
@@ -81,16 +82,14 @@ def iso_time(timestamp: float) -> str:
     still with its offset; beyond datetime's years 1-9999 it is empty (unix_time still
     carries the moment)."""
     try:
-        moment = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+        moment = datetime.fromtimestamp(timestamp, tz=UTC)
     except (OverflowError, OSError, ValueError):
         try:
             moment = EPOCH + timedelta(seconds=timestamp)
         except OverflowError:
             return ""
-    try:
+    with contextlib.suppress(OverflowError, OSError, ValueError):  # else UTC it stays
         moment = moment.astimezone()
-    except (OverflowError, OSError, ValueError):
-        pass  # UTC it stays
     return moment.isoformat(timespec="milliseconds")
 
 

@@ -114,6 +114,15 @@ build() {  # build NAME SOURCE [gcc options]: into build/ when older than its so
 build icuuc.dll "$lane_dir/icuuc_stub.c" -shared
 build netsh.exe "$lane_dir/netsh_shim.c"
 
+# Windows keeps its fonts in C:\Windows\Fonts; Debian's Wine leaves that folder empty (Wine's own
+# windows platform finds the host's fonts through fontconfig, but Qt's offscreen platform on Windows
+# reads fonts from a folder only: gui/offscreen_fonts.py). The host's DejaVu (tools/setup.sh) fills it.
+fonts="$prefix/drive_c/windows/Fonts"
+mkdir -p "$fonts"
+for ttf in /usr/share/fonts/truetype/dejavu/*.ttf; do
+  [ -e "$ttf" ] && ln -sf "$ttf" "$fonts/"
+done
+
 cat > "$cache/env.sh" <<EOF
 # Written by tools/windows_lane/setup.sh; '. env.sh' to call Wine by hand.
 export WINEPREFIX='$prefix' WINEDEBUG=-all WINEDLLOVERRIDES='$overrides'
