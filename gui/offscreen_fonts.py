@@ -9,18 +9,30 @@ does. Windows keeps its fonts in %WINDIR%\\Fonts: point Qt there before the QApp
 
 from __future__ import annotations
 
-import ntpath
+import os
 import sys
 from collections.abc import MutableMapping
 
 FONT_DIR_VARIABLE = "QT_QPA_FONTDIR"
+FONT_SUFFIXES = (".ttf", ".ttc", ".otf")
 
 
 def use_windows_fonts_offscreen(environ: MutableMapping[str, str], platform: str = sys.platform) -> None:
-    """Set QT_QPA_FONTDIR to the Windows fonts folder when Qt will run offscreen on Windows
-    and nobody chose a folder already; anywhere else leave the environment alone."""
+    """Set QT_QPA_FONTDIR to the Windows fonts folder when Qt will run offscreen on Windows,
+    nobody chose a folder already and that one holds fonts (Wine's may be empty: then Qt's
+    own lib/fonts stays); anywhere else leave the environment alone."""
     if platform != "win32" or FONT_DIR_VARIABLE in environ:
         return
     if not environ.get("QT_QPA_PLATFORM", "").startswith("offscreen"):
         return
-    environ[FONT_DIR_VARIABLE] = ntpath.join(environ.get("WINDIR", "C:\\Windows"), "Fonts")
+    folder = os.path.join(environ.get("WINDIR", "C:\\Windows"), "Fonts")
+    if _holds_fonts(folder):
+        environ[FONT_DIR_VARIABLE] = folder
+
+
+def _holds_fonts(folder: str) -> bool:
+    try:
+        with os.scandir(folder) as entries:
+            return any(entry.name.lower().endswith(FONT_SUFFIXES) for entry in entries)
+    except OSError:
+        return False

@@ -3,6 +3,8 @@ them every text is measured with a placeholder glyph and the window elides as no
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from PySide6.QtGui import QFontDatabase, QFontInfo, QFontMetrics
 from PySide6.QtWidgets import QApplication
@@ -10,10 +12,15 @@ from PySide6.QtWidgets import QApplication
 from gui.offscreen_fonts import use_windows_fonts_offscreen
 
 
-def test_offscreen_on_windows_reads_the_windows_fonts_folder() -> None:
-    environ = {"QT_QPA_PLATFORM": "offscreen", "WINDIR": "D:\\WinNT"}
+def test_offscreen_on_windows_reads_the_windows_fonts_folder(tmp_path: Path) -> None:
+    fonts = tmp_path / "Fonts"
+    fonts.mkdir()
+    environ = {"QT_QPA_PLATFORM": "offscreen", "WINDIR": str(tmp_path)}
     use_windows_fonts_offscreen(environ, platform="win32")
-    assert environ["QT_QPA_FONTDIR"] == "D:\\WinNT\\Fonts"
+    assert "QT_QPA_FONTDIR" not in environ  # an empty folder (Wine's): Qt's own lib/fonts stays
+    (fonts / "arial.ttf").write_bytes(b"")
+    use_windows_fonts_offscreen(environ, platform="win32")
+    assert environ["QT_QPA_FONTDIR"] == str(fonts)
 
 
 @pytest.mark.parametrize(("environ", "platform"), [

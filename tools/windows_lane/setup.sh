@@ -114,13 +114,14 @@ build() {  # build NAME SOURCE [gcc options]: into build/ when older than its so
 build icuuc.dll "$lane_dir/icuuc_stub.c" -shared
 build netsh.exe "$lane_dir/netsh_shim.c"
 
-# Windows keeps its fonts in C:\Windows\Fonts; Debian's Wine leaves that folder empty (Wine's own
-# windows platform finds the host's fonts through fontconfig, but Qt's offscreen platform on Windows
-# reads fonts from a folder only: gui/offscreen_fonts.py). The host's DejaVu (tools/setup.sh) fills it.
-fonts="$prefix/drive_c/windows/Fonts"
-mkdir -p "$fonts"
+# Qt's offscreen platform on Windows reads fonts from a folder only (gui/offscreen_fonts.py): on
+# Windows that is C:\Windows\Fonts, which Debian's Wine leaves empty (and filling it hides the host's
+# fonts from Wine's own font list). So the lane deploys the host's DejaVu (tools/setup.sh) where Qt
+# looks when no folder is named: PySide6\lib\fonts.
+qt_fonts="$python_dir/Lib/site-packages/PySide6/lib/fonts"
+mkdir -p "$qt_fonts"
 for ttf in /usr/share/fonts/truetype/dejavu/*.ttf; do
-  [ -e "$ttf" ] && ln -sf "$ttf" "$fonts/"
+  [ -e "$ttf" ] && ln -sf "$ttf" "$qt_fonts/"
 done
 
 cat > "$cache/env.sh" <<EOF
