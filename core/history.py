@@ -6,11 +6,12 @@ series) is about 6.9 MB, allocated once, so a day-long session never grows.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from core.model import STATE_NAMES, Sample
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 EXTRA_SERIES: tuple[str, ...] = (
     "pressure",
     "capacity",
@@ -73,8 +75,22 @@ class HistorySnapshot:
 
 
 def iso_time(timestamp: float) -> str:
-    """1764474076.25 -> "2026-11-30T03:41:16.250+00:00" (local time, with its offset)."""
-    return datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="milliseconds")
+    """1764474076.25 -> "2026-11-30T03:41:16.250+00:00" (local time, with its offset).
+
+    Never raises for a finite timestamp: where the OS cannot give local time (Windows'
+    localtime() refuses times before about a day after the epoch, OSError 22) it is UTC,
+    still with its offset; beyond datetime's years 1-9999 it is empty (unix_time still
+    carries the moment)."""
+    try:
+        moment = datetime.fromtimestamp(timestamp, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        try:
+            moment = EPOCH + timedelta(seconds=timestamp)
+        except OverflowError:
+            return ""
+    with contextlib.suppress(OverflowError, OSError, ValueError):  # else UTC it stays
+        moment = moment.astimezone()
+    return moment.isoformat(timespec="milliseconds")
 
 
 def _compact(value: float) -> str:

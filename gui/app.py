@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from PySide6.QtWidgets import QApplication
 
 from core import __version__
 from core.recording import RecordingError, check_recording
+from gui.offscreen_fonts import use_windows_fonts_offscreen
 from gui.style import icon_path
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,7 @@ def application() -> QApplication:
     QCoreApplication.setOrganizationName(ORGANIZATION)
     QCoreApplication.setApplicationName(APPLICATION)
     QCoreApplication.setApplicationVersion(__version__)
+    use_windows_fonts_offscreen(os.environ)
     app = QApplication(sys.argv[:1])
     icon = icon_path()
     if icon.is_file():

@@ -8,6 +8,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+from gui.offscreen_fonts import use_windows_fonts_offscreen  # noqa: E402 - needs ROOT on sys.path
+
+use_windows_fonts_offscreen(os.environ)  # before pytest-qt's QApplication: real text metrics on Windows
 
 # Linux-only modules (kernel tracing, namespaces, sysctls, fork) are not even collected
 # elsewhere: importing them needs Linux-only pieces. The rest runs on the Windows runner.

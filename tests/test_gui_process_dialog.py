@@ -145,9 +145,10 @@ def test_a_close_wait_leakers_clients_are_one_row_per_address_and_port() -> None
 
 
 def test_a_process_whose_sockets_are_all_in_time_wait_is_said_to_be_so(qtbot) -> None:
-    idle = subprocess.Popen(["sleep", "30"])  # running, no socket of its own left
+    # running, no socket of its own left; the running Python exists on every OS (no `sleep` on Windows)
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
-        closer = ProcessRow(pid=idle.pid, name="sleep", connections=0, time_wait=40, time_wait_exact=30,
+        closer = ProcessRow(pid=idle.pid, name="python", connections=0, time_wait=40, time_wait_exact=30,
                             time_wait_inferred=10, opens_per_s=0.0, states={"TIME_WAIT": 40})
         dialog = ProcessDialog(closer)
         qtbot.addWidget(dialog)

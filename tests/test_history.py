@@ -9,7 +9,7 @@ from datetime import datetime
 import numpy as np
 import pytest
 
-from core.history import DAY_AT_1HZ, SERIES_NAMES, History
+from core.history import DAY_AT_1HZ, SERIES_NAMES, History, iso_time
 
 
 def fill(history: History, n: int, start: float = 1000.0) -> None:
@@ -53,6 +53,18 @@ def test_csv_has_a_header_and_one_row_per_sample():
     assert len(rows) == 4
     assert datetime.fromisoformat(rows[2][0]).timestamp() == 1001.0 and rows[2][1] == "1001.000"
     assert rows[2][SERIES_NAMES.index("TIME_WAIT") + 2] == "1"
+
+
+@pytest.mark.parametrize("timestamp", [0.0, 1000.25, -86_400.5, 1_764_474_076.25])
+def test_iso_time_names_the_same_moment_for_any_timestamp(timestamp: float):
+    # Windows' localtime() refuses times near the epoch (OSError 22): UTC stands in there.
+    shown = iso_time(timestamp)
+    moment = datetime.fromisoformat(shown)
+    assert moment.utcoffset() is not None and moment.timestamp() == timestamp
+
+
+def test_iso_time_is_empty_beyond_the_calendar():
+    assert iso_time(1e20) == "" and iso_time(-1e20) == ""
 
 
 def test_capacity_must_be_positive():

@@ -114,6 +114,16 @@ build() {  # build NAME SOURCE [gcc options]: into build/ when older than its so
 build icuuc.dll "$lane_dir/icuuc_stub.c" -shared
 build netsh.exe "$lane_dir/netsh_shim.c"
 
+# Qt's offscreen platform on Windows reads fonts from a folder only (gui/offscreen_fonts.py): on
+# Windows that is C:\Windows\Fonts, which Debian's Wine leaves empty (and filling it hides the host's
+# fonts from Wine's own font list). So the lane deploys the host's DejaVu (tools/setup.sh) where Qt
+# looks when no folder is named: PySide6\lib\fonts.
+qt_fonts="$python_dir/Lib/site-packages/PySide6/lib/fonts"
+mkdir -p "$qt_fonts"
+for ttf in /usr/share/fonts/truetype/dejavu/*.ttf; do
+  [ -e "$ttf" ] && ln -sf "$ttf" "$qt_fonts/"
+done
+
 cat > "$cache/env.sh" <<EOF
 # Written by tools/windows_lane/setup.sh; '. env.sh' to call Wine by hand.
 export WINEPREFIX='$prefix' WINEDEBUG=-all WINEDLLOVERRIDES='$overrides'
