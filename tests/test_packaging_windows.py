@@ -248,6 +248,88 @@ while time.monotonic() < deadline:
 """
 
 
+# The default exhaustion test: a narrow private range, so Wine reads a table of ~150 sockets in
+# well under a second. The Windows client holds a pool of connections, each sending a request
+# (Wine names a socket's owner only once its process has used it), then opens and closes
+# connections until connect() fails for lack of a port. Prints "exhausted pid=N after=M" and holds
+# its pool until a line on stdin.
+NARROW_RANGE = "50000 50149"  # 150 ports; with tcp_tw_reuse=0 the TIME_WAITs keep it full for 60 s
+POOL = 20
+WINDOWS_EXHAUSTER = f"""
+import os, socket, sys, time
+port = int(sys.argv[1])
+pool = [socket.create_connection(("127.0.0.1", port)) for _ in range({POOL})]
+for s in pool:
+    s.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+deadline, opened = time.monotonic() + 120, 0
+while time.monotonic() < deadline:
+    s = socket.socket()
+    try:
+        s.connect(("127.0.0.1", port))
+    except OSError as exc:
+        if exc.errno != {WSAEADDRNOTAVAIL}:
+            raise
+        print(f"exhausted pid={{os.getpid()}} after={{opened}}", flush=True)
+        break
+    finally:
+        s.close()  # client closes first: TIME_WAIT is ours
+    opened += 1
+sys.stdin.readline()
+"""
+
+
+def _exe_watch_narrow_exhaustion(cli: str) -> dict:
+    lane = Lane()  # a wineserver of this namespace: started here, stopped here
+    started = time.monotonic()
+    try:
+        with Listener("127.0.0.1", 0) as listener:
+            client = lane.start(["-c", WINDOWS_EXHAUSTER, str(listener.port)])
+            try:
+                exhausted = wait_until(lambda: _output_lines(client, "exhausted "), START_TIMEOUT,
+                                       f"the Windows client to run out of ports: {client.output_so_far()}",
+                                       poll=0.2)
+                ran_out = time.monotonic() - started
+                watch = lane.run(["watch", "--count", "1", "--json"], START_TIMEOUT, exe=cli)
+            finally:
+                client.kill()
+                client.wait(30)
+    finally:
+        lane.stop_server()
+    fields = dict(item.split("=") for item in exhausted[0].split()[1:])
+    return {"watch": watch, "pid": int(fields["pid"]), "opened": int(fields["after"]),
+            "ran_out_s": ran_out, "total_s": time.monotonic() - started}
+
+
+@requires_netns
+def test_cli_exe_reports_an_exhausted_range_critical_and_names_the_client(
+        windows_build: WindowsBuild, lane: Lane) -> None:
+    """The built cli exe, in a namespace whose 150-port range a Windows client under Wine has
+    used up (its pool plus TIME_WAITs): one `watch --json` sample is critical, counts the range
+    the namespace really has (the lane's netsh answers with it), and its first process is the
+    client, by its Windows PID."""
+    lane.stop_server()  # the namespace gets a server of its own
+    got = run_in_netns(_exe_watch_narrow_exhaustion, str(windows_build.cli), timeout=2 * START_TIMEOUT + 120,
+                       sysctls={"net.ipv4.ip_local_port_range": NARROW_RANGE, "net.ipv4.tcp_tw_reuse": "0"})
+    watch = got["watch"]
+    print(f"\nnarrow exhaustion under Wine: ran out after {got['opened']} connections in "
+          f"{got['ran_out_s']:.1f} s, watched by {got['total_s']:.1f} s")
+    assert watch.returncode == 0, watch.describe()
+    lines = [json.loads(line) for line in watch.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1, watch.stdout
+    sample = lines[0]
+    check_contract(sample)
+    assert sample["verdict"]["level"] == "critical", sample["verdict"]
+    # The range the namespace really has (the lane's netsh reads it from the kernel), used up: its
+    # capacity is the 150 ports less the one the Linux listener's port 0 took from it.
+    assert sample["ports"]["range"] == [50000, 50149], sample["ports"]
+    assert sample["ports"]["pressure"] == 1.0, sample["ports"]
+    assert sample["states"]["TIME_WAIT"] >= got["opened"] - 5, sample["states"]
+    first = sample["processes"][0]
+    assert first["pid"] == got["pid"], sample["processes"][:5]
+    assert first["states"].get("ESTABLISHED") == POOL, first
+    print(f"the exe's sample: ports {sample['ports']}, first process {first}")
+
+
 def _output_lines(process: LaneProcess, prefix: str) -> list[str]:
     return [line for line in process.output_so_far().splitlines() if line.startswith(prefix)]
 
@@ -272,7 +354,7 @@ def _exe_watch_while_exhausted(cli: str) -> tuple[list[dict], int]:
                 # One sample: under Wine the TCP table costs ~8 ms a socket, 1-2 min for these 16k.
                 watch = lane.run(["watch", "--count", "1", "--json"], WATCH_FULL_RANGE_TIMEOUT, exe=cli)
                 phases.append(f"watched {time.monotonic() - started:.1f} s")
-            churner.popen.kill()
+            churner.kill()
     finally:
         lane.stop_server()
     assert watch.returncode == 0, watch.describe()
@@ -327,9 +409,9 @@ def test_window_renders_its_screenshot(windows_build: WindowsBuild, lane: Lane, 
         wait_until(complete, START_TIMEOUT, "the window's screenshot", poll=0.5)
         print(f"\nPortPressure.exe gui --screenshot under Wine: {time.monotonic() - started:.1f} s")
     finally:
-        # The one-file exe is two processes (bootloader, then the app it unpacked): killing the
-        # bootloader leaves the app holding our pipes; ending the prefix's server ends both.
-        window.popen.kill()
+        # The one-file exe is two processes (bootloader, then the app it unpacked): kill() ends
+        # its process group, both; ending the prefix's server ends anything Wine started for it.
+        window.kill()
         lane.stop_server()
         result = window.wait(30)
         for folder in _mei_folders() - before:
