@@ -165,20 +165,53 @@ def destination_pools(capacity: int, keys: np.ndarray, rows: np.ndarray, held: n
     return pools, [int(uniq[i]) for i in order]
 
 
+def remote_label(row: np.void) -> str:
+    return endpoint_text(format_address(int(row["family"]), bytes(row["raddr"])), int(row["rport"]))
+
+
 def pool_label(row: np.void) -> str:
-    family = int(row["family"])
-    remote = endpoint_text(format_address(family, bytes(row["raddr"])), int(row["rport"]))
-    return f"{format_address(family, bytes(row['laddr']))} -> {remote}"
+    return f"{format_address(int(row['family']), bytes(row['laddr']))} -> {remote_label(row)}"
 
 
 def summarize_ports(pools: Sequence[PoolUsage], config: PortConfig, table: np.ndarray,
-                    facts: PoolFacts) -> PortsSummary:
+                    facts: PoolFacts, *, range_in_use: int = 0) -> PortsSummary:
+    whole = {"range_in_use": range_in_use, "range_capacity": config.capacity}
     if pools:
         top = max(pools, key=lambda p: p.pressure)
+        # Between TIME_WAIT listings the newest TIME_WAIT is only counted, its ports unknown:
+        # the whole range holds at least the busiest pool's ports.
+        whole["range_in_use"] = min(max(range_in_use, top.in_use), config.capacity)
         return PortsSummary(config.dynamic_range, top.capacity, top.in_use, top.pressure, top.label,
-                            tuple(pools))
+                            tuple(pools), **whole)
     capacity = usable_capacity(table, facts, config)
-    return PortsSummary(config.dynamic_range, capacity, 0, 0.0, "none (no outbound connections)", ())
+    return PortsSummary(config.dynamic_range, capacity, 0, 0.0, "none (no outbound connections)", (), **whole)
+
+
+def range_ports_in_use(table: np.ndarray, config: PortConfig, held: np.ndarray | None = None) -> int:
+    """Ports of the dynamic range that some socket holds, whatever its state or peer: what
+    bind() to port 0 needs free. held: bool per port number 0-65535 already known held
+    (the cached TIME_WAIT rows).
+
+    The kernel's rules, found in a namespace (tests/test_pools_netns.py pins them):
+    - connect() without bind() picks a port per destination, and never a port that
+      bind() took: a listener's, or one still held (TIME_WAIT included) by a socket that
+      bound before connecting;
+    - bind(addr, 0) before connect() needs a port no socket holds, TIME_WAIT toward any
+      destination included, and fails with EADDRINUSE once there is none, with or without
+      SO_REUSEADDR on either socket and whatever net.ipv4.tcp_tw_reuse says (tcp_tw_reuse
+      only lets connect() take over a TIME_WAIT 4-tuple);
+    - IP_BIND_ADDRESS_NO_PORT defers the choice to connect(), per destination again.
+    The table does not tell which sockets bound before connecting, so the whole range is
+    judged next to the per-destination pools."""
+    ports = np.zeros(65536, dtype=bool) if held is None else held.copy()
+    ports[table["lport"]] = True
+    lo, hi = config.dynamic_range
+    in_range = ports[lo:hi + 1].copy()
+    for ex_lo, ex_hi in config.excluded:
+        a, b = max(ex_lo, lo), min(ex_hi, hi)
+        if a <= b:
+            in_range[a - lo:b - lo + 1] = False
+    return int(np.count_nonzero(in_range))
 
 
 def forecast(ports: PortsSummary, pool_open_rate: float, time_wait_seconds: float,
@@ -205,8 +238,43 @@ def _fmt_rate(rate: float) -> str:
 
 def judge(ports: PortsSummary, fc: Forecast, config: PortConfig, processes: Sequence[ProcessRow],
           remotes: Sequence[RemoteRow], probe_failures: Sequence[ProbeFailure] = (),
-          now: float | None = None) -> Verdict:
-    """The verdict with reasons a support engineer can paste into a ticket."""
+          now: float | None = None, *, unattributed: int = 0, time_wait: int = 0,
+          kernel_events: bool = False, limits: Sequence[str] = ()) -> Verdict:
+    """The verdict with reasons a support engineer can paste into a ticket.
+
+    unattributed / time_wait: TIME_WAIT sockets no process could be credited with, of
+    all; kernel_events: whether kernel events name connecting processes in this run;
+    limits: what this run cannot see (each said in the reasons)."""
+    verdict = _judge_pressure(ports, fc, config, processes, probe_failures, now)
+    extra = []
+    unowned = _unattributed_sentence(unattributed, time_wait, kernel_events)
+    if unowned:
+        extra.append(unowned)
+    if limits:
+        extra.append("This run cannot see everything: " + "; ".join(limits) + ".")
+    if not extra:
+        return verdict
+    return Verdict(verdict.level, verdict.title, verdict.reasons + tuple(extra))
+
+
+UNATTRIBUTED_SHARE = 0.1  # below this share of TIME_WAIT, the unattributed rest is not worth a sentence
+
+
+def _unattributed_sentence(unattributed: int, time_wait: int, kernel_events: bool) -> str | None:
+    if unattributed < 10 or unattributed < UNATTRIBUTED_SHARE * max(time_wait, 1):
+        return None
+    help_text = ("Kernel events are on: the next connection attempt names the process."
+                 if kernel_events else
+                 "Run PortPressure as root: kernel events then name the process at its next connection "
+                 "attempt; otherwise it is named once it is seen opening or closing one.")
+    return (f"{unattributed} TIME_WAIT sockets are not attributed to any process: none was seen opening "
+            "or closing connections to their endpoints while PortPressure watched (they were opened "
+            "before it started, or by processes that ended unseen). A process that merely holds "
+            f"connections there is not blamed. {help_text}")
+
+
+def _judge_pressure(ports: PortsSummary, fc: Forecast, config: PortConfig, processes: Sequence[ProcessRow],
+                    probe_failures: Sequence[ProbeFailure], now: float | None) -> Verdict:
     critical: list[str] = []
     warning: list[str] = []
     lo, hi = config.dynamic_range
@@ -235,6 +303,9 @@ def judge(ports: PortsSummary, fc: Forecast, config: PortConfig, processes: Sequ
         age = "" if now is None else f" {max(now - failure.monotonic, 0):.0f} s ago"
         critical.append(f"An outbound test to {failure.target} failed{age} with an exhaustion error: "
                         f"{failure.error}.")
+    whole_range = _range_sentence(ports, config)
+    if whole_range:
+        warning.append(whole_range)
     leakers = [p for p in processes if p.close_wait >= CLOSE_WAIT_PILE]
     for p in sorted(leakers, key=lambda p: -p.close_wait)[:3]:
         warning.append(f"{p.name} (pid {p.pid}) holds {p.close_wait} connections in CLOSE_WAIT: the peer "
@@ -243,14 +314,19 @@ def judge(ports: PortsSummary, fc: Forecast, config: PortConfig, processes: Sequ
     if critical or warning:
         if culprit:
             (critical or warning).append(culprit)
-        fix = _fix_sentence(config)
+        fix = _fix_sentence(config, fc.time_wait_holds_ports)
         if fix and (ports.pressure >= WARNING_PRESSURE or steady_fills_pool or probe_failures):
             (critical or warning).append(fix)
     if critical:
         return Verdict("critical", _critical_title(ports, probe_failures), tuple(critical + warning))
     if warning:
-        title = ("An application is not closing its sockets" if leakers and ports.pressure < WARNING_PRESSURE
-                 else f"Port pressure is building: {pct}% of the busiest pool in use")
+        if leakers and ports.pressure < WARNING_PRESSURE:
+            title = "An application is not closing its sockets"
+        elif whole_range and ports.pressure < WARNING_PRESSURE:
+            title = (f"The whole port range is {round(ports.range_pressure * 100)}% held: "
+                     "programs that bind() before connect() fail")
+        else:
+            title = f"Port pressure is building: {pct}% of the busiest pool in use"
         return Verdict("warning", title, tuple(warning))
     if not ports.in_use and not ports.pools:
         return Verdict("ok", "Healthy: local ports are plentiful",
@@ -259,6 +335,26 @@ def judge(ports: PortsSummary, fc: Forecast, config: PortConfig, processes: Sequ
     return Verdict("ok", "Healthy: local ports are plentiful",
                    (f"The busiest pool ({ports.pool}) uses {ports.in_use} of {ports.capacity} ports "
                     f"({pct}%).",))
+
+
+def _range_sentence(ports: PortsSummary, config: PortConfig) -> str | None:
+    """The whole range judged as bind() to port 0 sees it (Linux; on Windows every pool is
+    the whole range already). Said only where it is notably fuller than the busiest
+    per-destination pool: TIME_WAIT spread over many destinations."""
+    if config.pool_scope != "per_destination" or not ports.range_capacity:
+        return None
+    if ports.range_pressure < WARNING_PRESSURE or ports.range_pressure - ports.pressure < 0.1:
+        return None
+    lo, hi = config.dynamic_range
+    full = ports.range_in_use >= ports.range_capacity
+    state = ("none is free" if full else f"{round(ports.range_pressure * 100)}% used")
+    return (f"{ports.range_in_use} of the {ports.range_capacity} ports of the whole range ({lo}-{hi}) are "
+            f"held by some socket, TIME_WAIT toward any destination included: {state}. Programs that bind() "
+            "a local address before connect() need a port no socket holds and "
+            f"{'get' if full else 'will get'} EADDRINUSE ('Address already in use'), whatever tcp_tw_reuse "
+            "says. Where those TIME_WAIT were left by such programs, connect() alone fails too "
+            "(EADDRNOTAVAIL): the kernel never gives connect() a port that bind() took. Not binding, or "
+            "IP_BIND_ADDRESS_NO_PORT, avoids it; widening the range helps both.")
 
 
 def _critical_title(ports: PortsSummary, probe_failures: Sequence[ProbeFailure]) -> str:
@@ -276,27 +372,66 @@ def _exhaustion_error(config: PortConfig) -> str:
 
 
 def _culprit_sentence(processes: Sequence[ProcessRow], ports: PortsSummary) -> str | None:
-    top = next((p for p in processes if p.time_wait > 0 or p.opens_per_s > 0), None)
-    if top is None:
-        return None
+    """The process behind the pool the verdict is about: the most TIME_WAIT toward that
+    pool's destination. Where TIME_WAIT was never split by destination (a per-address
+    pool, an old recording) the process with the most TIME_WAIT overall."""
+    pool = next((p for p in ports.pools if p.label == ports.pool), None)
+    remote = pool.remote if pool is not None else ""
+    if remote and any(p.time_wait_toward for p in processes):
+        ranked = sorted((p for p in processes if p.time_wait_toward.get(remote, 0) > 0),
+                        key=lambda p: (-p.time_wait_toward.get(remote, 0), -p.opens_per_s, p.pid))
+        if not ranked:
+            return None
+        top = ranked[0]
+        count = top.time_wait_toward[remote]
+        where = f" toward {remote}"
+    else:
+        busiest = next((p for p in processes if p.time_wait > 0 or p.opens_per_s > 0), None)
+        if busiest is None:
+            return None
+        top, count, where = busiest, busiest.time_wait, ""
     how = ("exactly" if top.time_wait_exact >= top.time_wait_inferred else
-           "by inference from the endpoints it talks to")
+           "from the connections it was seen opening and closing there")
     rate = f", opening {_fmt_rate(top.opens_per_s)} connections/s" if top.opens_per_s > 0 else ""
-    return (f"Most of it comes from {top.name} (pid {top.pid}){rate}: {top.time_wait} TIME_WAIT "
-            f"sockets are attributed to it ({how}).")
+    return (f"Most of it comes from {process_text(top)}{rate}: {count} TIME_WAIT "
+            f"sockets{where} are attributed to it ({how}).")
 
 
-def _fix_sentence(config: PortConfig) -> str | None:
+def process_text(row: ProcessRow) -> str:
+    """How a reason names a process row: 'curl (pid 42)', 'check_tcp (pid 42, exited)',
+    or for a group 'check_tcp ×1,234 (short-lived processes started by moneng, pid 812)'."""
+    if row.instances > 1:
+        started = (f"started by {row.parent.name}, pid {row.parent.pid}" if row.parent is not None
+                   else "parent unknown")
+        return f"{row.name} ×{row.instances:,} (short-lived processes {started})"
+    return f"{row.name} (pid {row.pid}{', exited' if row.exited else ''})"
+
+
+def _fix_sentence(config: PortConfig, time_wait_holds_ports: bool = True) -> str | None:
+    """Advice that follows the settings in effect. time_wait_holds_ports: whether the
+    busiest pool's TIME_WAIT keeps its ports from connect() (tcp_tw_reuse 0; 2 off loopback)."""
     if config.os_name == "Linux":
+        lasts = "TIME_WAIT itself lasts 60 s and tcp_fin_timeout does not shorten it"
         if config.tw_reuse == 0:
             return ("net.ipv4.tcp_tw_reuse is 0, so TIME_WAIT ports are never reused for new "
-                    "connections; setting it to 1 lets connect() reuse them safely (TIME_WAIT itself "
-                    "lasts 60 s and tcp_fin_timeout does not shorten it). Widening "
+                    f"connections; setting it to 1 lets connect() reuse them safely ({lasts}). Widening "
                     "net.ipv4.ip_local_port_range also helps; reusing connections helps most.")
-        return ("Widen net.ipv4.ip_local_port_range or make the application reuse connections "
-                "(keep-alive, pooling); TIME_WAIT lasts 60 s and tcp_fin_timeout does not shorten it.")
+        if config.tw_reuse == 2 and time_wait_holds_ports:
+            return ("net.ipv4.tcp_tw_reuse is 2 (the kernel default): connect() reuses TIME_WAIT ports "
+                    "on loopback only, and this pool is not loopback. Setting it to 1 lets connect() "
+                    f"reuse them here too ({lasts}). Widening net.ipv4.ip_local_port_range also helps; "
+                    "reusing connections helps most.")
+        return (f"net.ipv4.tcp_tw_reuse ({config.tw_reuse}) already lets connect() reuse this pool's "
+                "TIME_WAIT ports: widen net.ipv4.ip_local_port_range or make the application reuse "
+                f"connections (keep-alive, pooling); {lasts}.")
     if config.os_name == "Windows":
-        return (f"TIME_WAIT lasts {config.time_wait_seconds:.0f} s here: lowering TcpTimedWaitDelay "
-                "(e.g. to 30, reboot needed) or widening the dynamic port range frees ports sooner; "
-                "reusing connections helps most.")
+        lo, hi = config.dynamic_range
+        widen = (f"widening the dynamic port range (now {lo}-{hi}, {config.capacity} ports: "
+                 "netsh int ipv4 set dynamicport tcp start=... num=...)")
+        if config.time_wait_seconds > 30:
+            return (f"TIME_WAIT lasts {config.time_wait_seconds:.0f} s here: lowering TcpTimedWaitDelay "
+                    f"(e.g. to 30, reboot needed) or {widen} frees ports sooner; reusing connections "
+                    "helps most.")
+        return (f"TcpTimedWaitDelay is already {config.time_wait_seconds:.0f} s: {widen} or reusing "
+                "connections is what is left.")
     return None

@@ -12,6 +12,7 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from core import __version__
 
@@ -96,6 +97,24 @@ def positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0: {text!r}")
     return value
+
+
+def bounded_float(maximum: float, unit: str = "s") -> Callable[[str], float]:
+    """positive_float with an upper bound (time.sleep and timers overflow on huge values)."""
+    return _bounded(positive_float, maximum, f"{maximum:g} {unit}")
+
+
+def bounded_int(maximum: int) -> Callable[[str], int]:
+    return _bounded(positive_int, maximum, str(maximum))
+
+
+def _bounded(parse: Callable[[str], Any], maximum: float, shown: str) -> Callable[[str], Any]:
+    def parse_bounded(text: str) -> Any:
+        value = parse(text)
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"at most {shown}: {text!r}")
+        return value
+    return parse_bounded
 
 
 def positive_int(text: str) -> int:

@@ -117,7 +117,11 @@ class Judgement:
         now = self._clock()
         forecast = demand_forecast(sample)
         verdict = analysis.judge(sample.ports, forecast, config, sample.processes, sample.remotes,
-                                 self.failures(config, now), now)
+                                 self.failures(config, now), now,
+                                 unattributed=sample.time_wait_unattributed,
+                                 time_wait=sample.states.get("TIME_WAIT", 0),
+                                 kernel_events=bool(sample.extra.get("kernel_events", False)),
+                                 limits=sample.limits)
         with self._lock:
             events, self._events = self._events, []
         events.sort(key=lambda e: e.time_iso)

@@ -152,6 +152,15 @@ class TableRead:
     time_wait_listed: bool = True
     # Per table row, milliseconds a TIME_WAIT socket has left (Linux idiag_expires), or None.
     expires_ms: np.ndarray | None = None
+    # pid -> (name, parent pid) of processes first seen holding sockets in this read, taken
+    # while they ran (a short-lived one may have ended before the sampler asks).
+    identities: Mapping[int, tuple[str, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ParentProcess:
+    pid: int
+    name: str
 
 
 @dataclass(frozen=True)
@@ -165,6 +174,11 @@ class ProcessRow:
     opens_per_s: float
     states: Mapping[str, int]  # only non-zero states
     close_wait: int = 0
+    # remote endpoint text ("127.0.0.1:9000") -> TIME_WAIT credited toward it (exact + inferred)
+    time_wait_toward: Mapping[str, int] = field(default_factory=dict)
+    exited: bool = False  # the process has ended; its TIME_WAIT still counts
+    instances: int = 1  # short-lived processes of one program and parent grouped into this row
+    parent: ParentProcess | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -176,7 +190,34 @@ class ProcessRow:
             "time_wait_inferred": self.time_wait_inferred,
             "opens_per_s": round(self.opens_per_s, 3),
             "states": dict(self.states),
+            "time_wait_toward": dict(self.time_wait_toward),
+            "exited": self.exited,
+            "instances": self.instances,
+            "parent": None if self.parent is None else {"pid": self.parent.pid, "name": self.parent.name},
         }
+
+    @classmethod
+    def from_json(cls, p: Mapping[str, Any]) -> ProcessRow:
+        """The inverse of to_json; keys added later default (older recordings)."""
+        states = {str(k): int(v) for k, v in p["states"].items()}
+        exact = int(p["time_wait_exact"])
+        time_wait = int(p["time_wait"])
+        parent = p.get("parent")
+        return cls(
+            pid=int(p["pid"]),
+            name=str(p["name"]),
+            connections=int(p["connections"]),
+            time_wait=time_wait,
+            time_wait_exact=exact,
+            time_wait_inferred=int(p.get("time_wait_inferred", time_wait - exact)),
+            opens_per_s=float(p["opens_per_s"]),
+            states=states,
+            close_wait=states.get("CLOSE_WAIT", 0),
+            time_wait_toward={str(k): int(v) for k, v in p.get("time_wait_toward", {}).items()},
+            exited=bool(p.get("exited", False)),
+            instances=int(p.get("instances", 1)),
+            parent=None if not parent else ParentProcess(int(parent["pid"]), str(parent["name"])),
+        )
 
 
 @dataclass(frozen=True)
@@ -204,6 +245,10 @@ class PoolUsage:
     in_use: int
     time_wait: int
     reusable_time_wait: bool  # TIME_WAIT sockets here do not block new connects
+    @property
+    def remote(self) -> str:
+        """The destination endpoint ("127.0.0.1:9000") of a per-destination pool, else ""."""
+        return self.label.partition(" -> ")[2]
 
     @property
     def pressure(self) -> float:
@@ -218,6 +263,14 @@ class PortsSummary:
     pressure: float
     pool: str
     pools: tuple[PoolUsage, ...] = ()  # busiest first, a few
+    # The whole range, as bind() to port 0 before connect() sees it (and Windows always):
+    # ports held by any socket, TIME_WAIT toward any destination included.
+    range_in_use: int = 0
+    range_capacity: int = 0
+
+    @property
+    def range_pressure(self) -> float:
+        return min(1.0, self.range_in_use / self.range_capacity) if self.range_capacity > 0 else 0.0
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -226,6 +279,9 @@ class PortsSummary:
             "in_use": self.in_use,
             "pressure": round(self.pressure, 4),
             "pool": self.pool,
+            "range_in_use": self.range_in_use,
+            "range_capacity": self.range_capacity,
+            "range_pressure": round(self.range_pressure, 4),
         }
 
 
@@ -348,4 +404,5 @@ class Sample:
             "time_wait_seconds": self.time_wait_seconds,
             "os": self.os_name,
             "events": [e.to_json() for e in self.events],
+            "limits": list(self.limits),
         }

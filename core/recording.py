@@ -162,6 +162,8 @@ def sample_from_json(obj: Mapping[str, Any]) -> Sample:
             in_use=int(ports["in_use"]),
             pressure=float(ports["pressure"]),
             pool=str(ports["pool"]),
+            range_in_use=int(ports.get("range_in_use", 0)),
+            range_capacity=int(ports.get("range_capacity", 0)),
             pools=tuple(PoolUsage(str(p["pool"]), int(p["capacity"]), int(p["in_use"]), int(p["time_wait"]),
                                   bool(p["reusable_time_wait"])) for p in obj.get("pools", ())),
         ),
@@ -194,20 +196,7 @@ def event_from_json(obj: Mapping[str, Any]) -> Event:
 
 
 def _process_from_json(p: Mapping[str, Any]) -> ProcessRow:
-    states = {str(k): int(v) for k, v in p["states"].items()}
-    exact = int(p["time_wait_exact"])
-    time_wait = int(p["time_wait"])
-    return ProcessRow(
-        pid=int(p["pid"]),
-        name=str(p["name"]),
-        connections=int(p["connections"]),
-        time_wait=time_wait,
-        time_wait_exact=exact,
-        time_wait_inferred=int(p.get("time_wait_inferred", time_wait - exact)),
-        opens_per_s=float(p["opens_per_s"]),
-        states=states,
-        close_wait=states.get("CLOSE_WAIT", 0),
-    )
+    return ProcessRow.from_json(p)
 
 
 def history_row(obj: Mapping[str, Any]) -> tuple[float, list[float]]:

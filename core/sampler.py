@@ -8,9 +8,10 @@ TIME_WAIT sockets have no owner in the kernel table. Tiers:
   exact     the 4-tuple was seen owned by a pid (an earlier sample while it was
             ESTABLISHED, or a kernel FIN_WAIT1 event from the closing process);
   inferred  a TIME_WAIT on a listening port goes to the listener's process; others go
-            to the processes recently seen talking to (or trying to reach, from kernel
-            SYN_SENT events) the same remote endpoint, split by how much they did;
-  unattributed otherwise.
+            to the processes seen opening or closing connections to the same remote
+            endpoint, in proportion to that evidence (core.attribution): never to a
+            process that only holds long-lived connections there;
+  unattributed otherwise, and the verdict says why.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from datetime import datetime
 import numpy as np
 
 from core import analysis
+from core.attribution import OpeningEvidence, Pair, per_pid, split_by_evidence
 from core.model import (
     BOUND,
     CLOSE_WAIT,
@@ -38,13 +40,16 @@ from core.model import (
     Rates,
     RemoteRow,
     Sample,
+    TableRead,
     empty_table,
+    endpoint_text,
     format_address,
 )
+from core.process_groups import group_short_lived
 from core.process_names import ProcessNames
 from core.sources import SocketSource, open_source
 from core.time_wait_tier import TierCounts, TimeWaitTier
-from core.tuples import connection_keys, events_table, pool_keys, remote_keys
+from core.tuples import connection_keys, events_table, fold_v4_mapped, pool_keys, remote_keys
 
 MEMORY_LIMIT = 2_000_000  # remembered 4-tuples; ~28 MB at the limit
 TALKER_GRACE_SECONDS = 30.0  # how long past a TIME_WAIT length a talker is remembered
@@ -65,6 +70,8 @@ def _sorted_contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
 
 class Sampler:
     def __init__(self, source: SocketSource | None = None, *, top: int = 50) -> None:
+        # When the kernel events the first read drains began (None: a source made elsewhere).
+        self._events_since: float | None = time.monotonic() if source is None else None
         self._source = source if source is not None else open_source()
         self.top = top
         self._names = ProcessNames()
@@ -74,8 +81,10 @@ class Sampler:
         self._mem_keys = np.zeros(0, dtype=np.uint64)
         self._mem_pids = np.zeros(0, dtype=np.int32)
         self._mem_seen = np.zeros(0, dtype=np.float64)
-        # remote endpoint key -> {pid: (weight, last seen)}
-        self._talkers: dict[int, dict[int, tuple[float, float]]] = {}
+        self._evidence = OpeningEvidence(60.0 + TALKER_GRACE_SECONDS)
+        # Owned outbound connections of the last read (sorted by 4-tuple key), to see them end.
+        self._prev_owned = (np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.uint64),
+                            np.zeros(0, dtype=np.int32))
         self._growth: deque[tuple[float, str, int]] = deque()
         self._comm: dict[int, str] = {}
         self._config: PortConfig | None = None
@@ -135,40 +144,6 @@ class Sampler:
         result[hit] = self._mem_pids[np.searchsorted(self._mem_keys, keys[hit])]
         return result
 
-    def _note_talkers(self, rkeys: np.ndarray, pids: np.ndarray, now: float, horizon: float) -> None:
-        if len(rkeys):
-            pairs = np.empty(len(rkeys), dtype=[("r", "u8"), ("p", "i4")])
-            pairs["r"], pairs["p"] = rkeys, pids
-            uniq, counts = np.unique(pairs, return_counts=True)
-            for (rkey, pid), count in zip(uniq.tolist(), counts.tolist(), strict=True):
-                self._talkers.setdefault(rkey, {})[pid] = (float(count), now)
-        for rkey in list(self._talkers):
-            talkers = self._talkers[rkey]
-            for pid in [p for p, (_, seen) in talkers.items() if seen < now - horizon]:
-                del talkers[pid]
-            if not talkers:
-                del self._talkers[rkey]
-
-    def _infer(self, rkeys: np.ndarray, counts: np.ndarray) -> dict[int, int]:
-        """Split TIME_WAIT counts per remote endpoint (unique keys) among that endpoint's talkers."""
-        inferred: dict[int, int] = {}
-        if not len(rkeys) or not self._talkers:
-            return inferred
-        known = np.fromiter(self._talkers.keys(), dtype=np.uint64, count=len(self._talkers))
-        mask = np.isin(rkeys, known)
-        for rkey, count in zip(rkeys[mask].tolist(), counts[mask].tolist(), strict=True):
-            talkers = self._talkers[rkey]
-            total = sum(w for w, _ in talkers.values())
-            shares = sorted(((count * w / total, pid) for pid, (w, _) in talkers.items()), reverse=True)
-            given = 0
-            for i, (share, pid) in enumerate(shares):
-                n = count - given if i == len(shares) - 1 else int(round(share))
-                n = max(0, min(n, count - given))
-                given += n
-                if n:
-                    inferred[pid] = inferred.get(pid, 0) + n
-        return inferred
-
     # -- the TIME_WAIT tier -------------------------------------------------------------
     def _list_time_wait(self, rows: np.ndarray, expires_ms: np.ndarray | None, now: float,
                         config: PortConfig, facts: analysis.PoolFacts,
@@ -213,7 +188,7 @@ class Sampler:
         read = self._source.read()
         self._config = config = read.config
         now = read.counters.monotonic
-        full = read.table
+        full = fold_v4_mapped(read.table)
         dt = (now - self._prev_time) if self._prev_time is not None else None
         horizon = config.time_wait_seconds + TALKER_GRACE_SECONDS
 
@@ -240,6 +215,12 @@ class Sampler:
         for event in read.events:
             if event.comm:  # a thread may have no name yet; keep the one we know
                 self._comm[event.pid] = event.comm
+        for pid, (comm, ppid) in read.identities.items():
+            self._names.note(pid, comm, ppid)
+        # Ask now, while a short-lived process may still run: its name and parent (the
+        # owners of this read's sockets and the processes seen connecting; cached after).
+        for pid in np.unique(np.concatenate([pids[owned], events["pid"][syn]])).tolist():
+            self._names.name(pid, self._comm.get(pid))
         ev_ckeys = connection_keys(events[fin]) if fin.any() else np.zeros(0, dtype=np.uint64)
         # Some sources give TIME_WAIT rows an owner; remember those like live ones.
         tw_owned = tw_rows[tw_rows["pid"] >= 0]
@@ -263,8 +244,11 @@ class Sampler:
             self._seen_outbound = sorted_out
             time_wait = self._tier.alive
             pending = 0
+            expired = 0
         else:
+            alive_before = self._tier.alive
             self._tier.age(now)
+            expired = alive_before - self._tier.alive
             self._seen_outbound = np.union1d(self._seen_outbound, sorted_out)
             kernel_tw = read.counters.time_wait
             pending = max(kernel_tw - self._tier.alive, 0) if kernel_tw is not None else 0
@@ -272,37 +256,58 @@ class Sampler:
         tier = self._tier.counts(pending)
         state_counts[TIME_WAIT] = time_wait
 
-        # Attribution: exact and listener tiers come from the cache; the rest is split
-        # among the processes talking to the same remote endpoint.
-        inferred = dict(tier.direct)
+        # Attribution: exact and listener tiers come from the cache; the rest goes to the
+        # processes seen opening or closing connections to the same remote endpoint.
+        self._evidence.horizon_seconds = horizon
         outbound_owned = owned & facts.outbound
-        self._note_talkers(np.concatenate([rkey[outbound_owned], remote_keys(events[syn])]),
-                           np.concatenate([pids[outbound_owned], events["pid"][syn]]), now, horizon)
-        for pid, count in self._infer(tier.rest_keys, tier.rest_counts).items():
-            inferred[pid] = inferred.get(pid, 0) + count
+        opening = outbound_owned & (new_rows | (states == SYN_SENT))
+        prev_ckeys, prev_rkeys, prev_pids = self._prev_owned
+        ended = ~_sorted_contains(sorted_out, prev_ckeys)
+        self._evidence.note(
+            now,
+            opened=(np.concatenate([rkey[opening], remote_keys(events[syn])]),
+                    np.concatenate([pids[opening], events["pid"][syn]])),
+            closed=(np.concatenate([prev_rkeys[ended], remote_keys(events[fin])]),
+                    np.concatenate([prev_pids[ended], events["pid"][fin]])))
+        order = np.argsort(ckey[outbound_owned])
+        self._prev_owned = (ckey[outbound_owned][order], rkey[outbound_owned][order],
+                            pids[outbound_owned][order].astype(np.int32))
+        # A TIME_WAIT known exactly toward an endpoint is a connection seen ending there.
+        weights = self._evidence.weights(closed_now=tier.exact_pairs)
+        credited, _ = split_by_evidence(tier.rest_keys, tier.rest_counts, weights)
+        inferred = dict(tier.direct)
+        for share in (per_pid(tier.pending_pairs), per_pid(credited)):
+            for pid, count in share.items():
+                inferred[pid] = inferred.get(pid, 0) + count
         inferred_total = sum(inferred.values())
         exact_total = sum(tier.exact.values())
         unattributed = max(time_wait - exact_total - inferred_total, 0)
+        toward = self._time_wait_toward((tier.exact_pairs, tier.pending_pairs, credited))
 
         pools, top_keys = self._pools(table, facts, pkey, tier, config)
-        ports = analysis.summarize_ports(pools, config, table, facts)
+        ports = analysis.summarize_ports(
+            pools, config, table, facts,
+            range_in_use=analysis.range_ports_in_use(table, config, self._tier.held_ports()))
         pool_rate = 0.0
         holds_ports = True
         if pools:
             busiest_key = top_keys[0] if top_keys else None
-            busiest_rows = facts.outbound & facts.in_range
-            if busiest_key is not None:
-                busiest_rows &= pkey == busiest_key
+            busiest_row = self._pool_row(busiest_key, table, pkey, tier)
             holds_ports = analysis.time_wait_holds_ports(
-                config, bool(analysis.is_loopback(table[busiest_rows]).any()))
+                config, busiest_row is not None and bool(analysis.is_loopback(busiest_row).any()))
             if dt:
-                tier_rate = (tier.open_rate_by_pool.get(busiest_key, 0.0) if busiest_key is not None
-                             else sum(tier.open_rate_by_pool.values()))
-                pool_rate = float(np.count_nonzero(new_rows & busiest_rows)) / dt + tier_rate
+                pool_rate = self._pool_time_wait_rate(busiest_key, read, tier, expired, dt)
+            # The first read's events cover the time since the tracing started (construction).
+            window = dt or (now - self._events_since if self._events_since is not None else 0.0)
+            if ports.pressure >= analysis.CRITICAL_PRESSURE and busiest_row is not None and window > 0:
+                # Exhausted: attempts fail before they leave a TIME_WAIT; each one (a kernel
+                # SYN_SENT event) is what the pool would have to hold.
+                attempts = np.count_nonzero(remote_keys(events[syn]) == remote_keys(busiest_row)[0])
+                pool_rate = max(pool_rate, attempts / window)
         growth = self._growth_rate(now, ports.pool, ports.in_use)
         fc = analysis.forecast(ports, pool_rate, config.time_wait_seconds, growth, holds_ports)
 
-        processes = self._process_rows(table, tier, inferred, new_rows, events["pid"][syn], dt)
+        processes = self._process_rows(table, tier, inferred, new_rows, events["pid"][syn], dt, toward)
         remotes = self._remote_rows(table, facts, rkey, tier)
         rates = self._rates(read.counters, dt)
 
@@ -330,6 +335,9 @@ class Sampler:
                 "kernel_read_ms": round(read.read_ms, 2),
                 "source": self._source.name,
                 "events": len(read.events),
+                # Whether kernel events name connecting processes in this run (the verdict's
+                # sentence on unattributed TIME_WAIT says what would help).
+                "kernel_events": bool(getattr(self._source, "kernel_events", False)),
                 "sockets": len(table) + time_wait,
                 # Whether this read listed the TIME_WAIT tuples; if not, how many of them
                 # come from the last listing (aged) and how many are only counted so far.
@@ -355,6 +363,29 @@ class Sampler:
             np.concatenate([tier.pool_reusable, np.zeros(n, dtype=bool)]),
         )
 
+    def _pool_row(self, key: int | None, table: np.ndarray, pkey: np.ndarray,
+                  tier: TierCounts) -> np.ndarray | None:
+        """One row (as a 1-row table) of the pool with that key, for its addresses."""
+        if key is None:
+            return None
+        cached = tier.pool_rows[tier.pool_keys == key]
+        if len(cached):
+            return cached[:1]
+        live = table[pkey == key]
+        return live[:1] if len(live) else None
+
+    def _pool_time_wait_rate(self, key: int | None, read: TableRead, tier: TierCounts, expired: int,
+                             dt: float) -> float:
+        """TIME_WAIT created per second in the pool (None: in all outbound pools): from a
+        listing's arrivals, or between listings from the kernel's TIME_WAIT counter (its
+        change plus what expired since the last read) spread like the last arrivals."""
+        if read.time_wait_listed or read.counters.time_wait is None or self._prev_counters is None \
+                or self._prev_counters.time_wait is None:
+            rates = tier.open_rate_by_pool
+            return rates.get(key, 0.0) if key is not None else sum(rates.values())
+        created = max(read.counters.time_wait - self._prev_counters.time_wait + expired, 0)
+        return created / dt * self._tier.arrival_share(key)
+
     def _growth_rate(self, now: float, pool: str, in_use: int) -> float | None:
         self._growth.append((now, pool, in_use))
         while self._growth and self._growth[0][0] < now - GROWTH_WINDOW_SECONDS:
@@ -378,8 +409,24 @@ class Sampler:
             attempt_fails_per_s=rate(counters.attempt_fails, prev.attempt_fails),
         )
 
+    def _time_wait_toward(self, parts: tuple[dict[Pair, int], ...]) -> dict[int, dict[str, int]]:
+        """pid -> {remote endpoint text: TIME_WAIT credited toward it}, exact and inferred."""
+        labels: dict[int, str] = {}
+        result: dict[int, dict[str, int]] = {}
+        for part in parts:
+            for (pid, rkey), n in part.items():
+                if rkey not in labels:
+                    row = self._tier.remote_row(rkey)
+                    labels[rkey] = ("" if row is None else
+                                    endpoint_text(format_address(int(row["family"]), bytes(row["raddr"])),
+                                                  int(row["rport"])))
+                mine = result.setdefault(pid, {})
+                mine[labels[rkey]] = mine.get(labels[rkey], 0) + n
+        return result
+
     def _process_rows(self, table: np.ndarray, tier: TierCounts, inferred: dict[int, int],
-                      new_rows: np.ndarray, syn_pids: np.ndarray, dt: float | None) -> list[ProcessRow]:
+                      new_rows: np.ndarray, syn_pids: np.ndarray, dt: float | None,
+                      toward: dict[int, dict[str, int]]) -> list[ProcessRow]:
         states = table["state"]
         held = table["pid"] >= 0
         n_states = len(STATE_NAMES)
@@ -418,9 +465,10 @@ class Sampler:
             if tw_exact + tw_inferred:
                 state_map["TIME_WAIT"] = tw_exact + tw_inferred
             connections = int(counts.sum() - counts[LISTEN] - counts[TIME_WAIT])
+            name = self._names.name(pid, self._comm.get(pid))
             rows.append(ProcessRow(
                 pid=pid,
-                name=self._names.name(pid, self._comm.get(pid)),
+                name=name,
                 connections=connections,
                 time_wait=tw_exact + tw_inferred,
                 time_wait_exact=tw_exact,
@@ -428,9 +476,14 @@ class Sampler:
                 opens_per_s=opens.get(pid, 0.0),
                 states=state_map,
                 close_wait=int(counts[CLOSE_WAIT]),
+                time_wait_toward=toward.get(pid, {}),
+                # A process with a live socket runs; one known only by its TIME_WAIT may have ended.
+                exited=pid not in per_state and not self._names.running(pid),
+                parent=self._names.parent(pid),
             ))
         if len(self._comm) > 10_000:
             self._comm = {pid: comm for pid, comm in self._comm.items() if pid in pids}
+        rows = group_short_lived(rows)
         rows.sort(key=lambda p: (-(p.time_wait + p.connections), -p.opens_per_s, p.pid))
         return rows
 

@@ -47,7 +47,10 @@ class TierCounts:
     alive: int  # cached rows not yet expired
     pending: int  # TIME_WAIT counted by the kernel but created since the last listing
     exact: dict[int, int]  # pid -> exact TIME_WAIT (cached rows only)
-    direct: dict[int, int]  # pid -> inferred TIME_WAIT not split by talkers (listener; pending)
+    exact_pairs: dict[tuple[int, int], int]  # (pid, remote key) -> exact TIME_WAIT (cached rows)
+    direct: dict[int, int]  # pid -> inferred TIME_WAIT on its listening port
+    # (pid, remote key) -> pending TIME_WAIT credited like the arrivals that pid owned exactly
+    pending_pairs: dict[tuple[int, int], int]
     rest_keys: np.ndarray  # remote keys of TIME_WAIT left for the talkers to claim
     rest_counts: np.ndarray
     pool_keys: np.ndarray  # per pool counted (outbound, in range)
@@ -65,6 +68,7 @@ class TierCounts:
 @dataclass
 class _Totals:
     exact: np.ndarray
+    pair: np.ndarray
     direct: np.ndarray
     rest: np.ndarray
     pool_tw: np.ndarray
@@ -76,20 +80,23 @@ class _Totals:
         return _Totals(*(a - b for a, b in zip(self.as_tuple(), other.as_tuple(), strict=True)))
 
     def as_tuple(self) -> tuple[np.ndarray, ...]:
-        return (self.exact, self.direct, self.rest, self.pool_tw, self.pool_held, self.pool_reusable,
-                self.remote_tw)
+        return (self.exact, self.pair, self.direct, self.rest, self.pool_tw, self.pool_held,
+                self.pool_reusable, self.remote_tw)
 
 
 class TimeWaitTier:
     def __init__(self) -> None:
         self._deadline = np.zeros(0, dtype=np.float64)
         self._start = 0
+        self._port_rows = np.zeros(65536, dtype=np.int32)  # live cached rows per local port
         self.listed_at: float | None = None
         self._set_rows(empty_table(), np.zeros(0, dtype=np.int64))
         self._pids = np.zeros(0, dtype=np.int64)
+        self._pair_pids = np.zeros(0, dtype=np.int64)
+        self._pair_rkeys = np.zeros(0, dtype=np.uint64)
         self._pool_keys = self._remote_keys = np.zeros(0, dtype=np.uint64)
         self._pool_rows = self._remote_rows = empty_table()
-        self._exact = self._direct = self._pool = self._remote = np.zeros(0, dtype=np.int32)
+        self._exact = self._pair = self._direct = self._pool = self._remote = np.zeros(0, dtype=np.int32)
         self._rest = self._held = self._reusable = self._out_remote = np.zeros(0, dtype=bool)
         self._totals = self._aggregate(0, 0)
         self._arrivals = self._aggregate(0, 0)
@@ -127,6 +134,7 @@ class TimeWaitTier:
         self._set_rows(rows, order)
         self._deadline = deadline[order]
         self._start = 0
+        self._port_rows = np.bincount(rows["lport"], minlength=65536).astype(np.int32)
         self.listed_at = now
 
         pool_uniq, pool_first, pool_inv = np.unique(pool_key[counted], return_index=True,
@@ -150,6 +158,15 @@ class TimeWaitTier:
 
         exact_idx = pid_index(exact_pid)
         direct_idx = pid_index(direct_pid)
+        # (owner, remote endpoint) of the exactly owned rows: whose TIME_WAIT goes where.
+        owned = exact_idx >= 0
+        pair_code = exact_idx[owned].astype(np.int64) * max(len(remote_uniq), 1) + remote_inv[owned]
+        pair_uniq, pair_inv = np.unique(pair_code, return_inverse=True)
+        pair_idx = np.full(len(rows), _NONE, dtype=np.int32)
+        pair_idx[owned] = pair_inv
+        self._pair_pids = pids[pair_uniq // max(len(remote_uniq), 1)]
+        self._pair_rkeys = remote_uniq[pair_uniq % max(len(remote_uniq), 1)]
+        self._pair = pair_idx[order]
         self._exact = exact_idx[order]
         self._direct = direct_idx[order]
         self._rest = ((exact_idx < 0) & (direct_idx < 0))[order]
@@ -166,7 +183,9 @@ class TimeWaitTier:
         self._arrivals = self._aggregate(0, len(order), arrived)
         self._rate_pool, self._rate_pid = {}, {}
         if interval and interval > 0:
-            new = fresh & counted
+            # Every outbound TIME_WAIT that arrived is a connection this host opened and
+            # closed first: what fills a pool (accepted connections' never count).
+            new = arrival & counted
             if new.any():
                 uniq, counts = np.unique(pool_key[new], return_counts=True)
                 self._rate_pool = {int(k): c / interval for k, c in zip(uniq.tolist(), counts.tolist(),
@@ -177,9 +196,23 @@ class TimeWaitTier:
                 self._rate_pid = {int(p): c / interval for p, c in zip(uniq.tolist(), counts.tolist(),
                                                                         strict=True)}
 
+    def arrival_share(self, pool_key: int | None) -> float:
+        """The share of the TIME_WAIT that arrived before the last listing that went to
+        that pool (None: to any counted pool): how new TIME_WAIT spreads until the next."""
+        if not self._arrival_count:
+            return 0.0
+        tw = self._arrivals.pool_tw
+        if pool_key is None:
+            return float(tw.sum()) / self._arrival_count
+        pos = int(np.searchsorted(self._pool_keys, np.uint64(pool_key)))
+        if pos >= len(self._pool_keys) or int(self._pool_keys[pos]) != pool_key:
+            return 0.0
+        return float(tw[pos]) / self._arrival_count
+
     def _aggregate(self, lo: int, hi: int, where: np.ndarray | None = None) -> _Totals:
         """Counts per pid / remote / pool over the sorted rows lo:hi (optionally masked)."""
         k, r, p = len(self._pids), len(self._remote_keys), len(self._pool_keys)
+        q = len(self._pair_pids)
 
         def count(index: np.ndarray, mask: np.ndarray | None, size: int) -> np.ndarray:
             index = index[lo:hi]
@@ -192,6 +225,7 @@ class TimeWaitTier:
 
         return _Totals(
             exact=count(self._exact, None, k),
+            pair=count(self._pair, None, q),
             direct=count(self._direct, None, k),
             rest=count(self._remote, self._rest, r),
             pool_tw=count(self._pool, None, p),
@@ -200,14 +234,35 @@ class TimeWaitTier:
             remote_tw=count(self._remote, self._out_remote, r),
         )
 
+    def _pairs_dict(self, counts: np.ndarray) -> dict[tuple[int, int], int]:
+        return {(pid, rkey): int(c) for pid, rkey, c in zip(
+            self._pair_pids.tolist(), self._pair_rkeys.tolist(), counts.tolist(), strict=True) if c}
+
+    def remote_row(self, rkey: int) -> np.ndarray | None:
+        """A listed row toward that remote endpoint (for its label), if any."""
+        keys = self._remote_keys
+        pos = int(np.searchsorted(keys, np.uint64(rkey)))
+        if pos < len(keys) and int(keys[pos]) == rkey:
+            return self._remote_rows[pos]
+        return None
+
     # -- a tick -------------------------------------------------------------------------
     def age(self, now: float) -> None:
         """Drop the rows whose TIME_WAIT has run out by `now`."""
-        self._start = max(self._start, int(np.searchsorted(self._deadline, now, side="right")))
+        start = max(self._start, int(np.searchsorted(self._deadline, now, side="right")))
+        if start > self._start:
+            gone = self._rows["lport"][self._order[self._start:start]]
+            self._port_rows -= np.bincount(gone, minlength=65536)
+        self._start = start
+
+    def held_ports(self) -> np.ndarray:
+        """bool per port number 0-65535: some live cached TIME_WAIT row holds it."""
+        return self._port_rows > 0
 
     def counts(self, pending: int) -> TierCounts:
         totals = self._totals.minus(self._aggregate(0, self._start)) if self._start else self._totals
         exact = totals.exact
+        pending_pair = np.zeros(len(self._pair_pids), dtype=np.int64)
         direct = totals.direct.copy()
         rest = totals.rest.copy()
         pool_tw = totals.pool_tw.copy()
@@ -217,14 +272,16 @@ class TimeWaitTier:
         arr = self._arrivals
         if pending and self._arrival_count:
             n = self._arrival_count
-            k, r = len(self._pids), len(self._remote_keys)
-            # Each pending row is an arrival: attributed (to its pid), left to the talkers
-            # (by remote), or unattributed; and counted in a pool / remote or not.
-            owner = apportion(pending, np.concatenate([arr.exact + arr.direct, arr.rest,
-                                                       [n - arr.exact.sum() - arr.direct.sum()
+            k, r, q = len(self._pids), len(self._remote_keys), len(self._pair_pids)
+            # Each pending row is an arrival: owned (by a pid, toward a remote), on a
+            # listener's port, left to the evidence (by remote), or unattributed; and
+            # counted in a pool / remote or not.
+            owner = apportion(pending, np.concatenate([arr.pair, arr.direct, arr.rest,
+                                                       [n - arr.pair.sum() - arr.direct.sum()
                                                         - arr.rest.sum()]]))
-            direct += owner[:k]
-            rest += owner[k:k + r]
+            pending_pair += owner[:q]
+            direct += owner[q:q + k]
+            rest += owner[q + k:q + k + r]
             pool_share = apportion(pending, np.concatenate([arr.pool_tw, [n - arr.pool_tw.sum()]]))[:-1]
             held_share = apportion(pending, np.concatenate([arr.pool_held, [n - arr.pool_held.sum()]]))[:-1]
             pool_tw += pool_share
@@ -238,6 +295,8 @@ class TimeWaitTier:
             alive=self.alive,
             pending=pending,
             exact={pid: int(c) for pid, c in zip(pids, exact.tolist(), strict=True) if c},
+            exact_pairs=self._pairs_dict(totals.pair),
+            pending_pairs=self._pairs_dict(pending_pair),
             direct={pid: int(c) for pid, c in zip(pids, direct.tolist(), strict=True) if c},
             rest_keys=self._remote_keys[live_rest],
             rest_counts=rest[live_rest],

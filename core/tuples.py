@@ -48,6 +48,37 @@ def connection_keys(table: np.ndarray, pools: np.ndarray | None = None) -> np.nd
     return _mix(h, table["lport"].astype(np.uint64) + np.uint64(1))
 
 
+_V4_MAPPED_PREFIX = np.array([0] * 10 + [0xFF, 0xFF], dtype=np.uint8)
+
+
+def fold_v4_mapped(table: np.ndarray) -> np.ndarray:
+    """Rewrite IPv4-mapped IPv6 rows (::ffff:a.b.c.d, what a dual-stack socket shows for
+    an IPv4 peer: Java's default) as the IPv4 rows they are, in place. They share the
+    IPv4 port space, so they belong to the same pools and read as IPv4. Returns table.
+
+    A row is folded when its remote address is mapped, or (unconnected) its local one is.
+    """
+    v6 = np.flatnonzero(table["family"] == 6)
+    if not len(v6):
+        return table
+    raddr = np.ascontiguousarray(table["raddr"][v6]).view(np.uint8).reshape(-1, 16)
+    laddr = np.ascontiguousarray(table["laddr"][v6]).view(np.uint8).reshape(-1, 16)
+    r_mapped = (raddr[:, :12] == _V4_MAPPED_PREFIX).all(axis=1)
+    l_mapped = (laddr[:, :12] == _V4_MAPPED_PREFIX).all(axis=1)
+    unconnected = ~raddr.any(axis=1)
+    fold = r_mapped | (l_mapped & unconnected)
+    if not fold.any():
+        return table
+    rows = v6[fold]
+    for column, raw in (("raddr", raddr[fold]), ("laddr", laddr[fold])):
+        # The IPv4 address is the mapped one's last 4 bytes; the unspecified :: becomes 0.0.0.0.
+        v4 = np.zeros_like(raw)
+        v4[:, :4] = raw[:, 12:]
+        table[column][rows] = v4.view("V16").reshape(-1)
+    table["family"][rows] = 4
+    return table
+
+
 def events_table(events: list[TraceEvent] | tuple[TraceEvent, ...]) -> np.ndarray:
     """The events' 4-tuples as SOCKET_DTYPE rows (pid = the event's pid)."""
     table = np.zeros(len(events), dtype=SOCKET_DTYPE)
@@ -62,4 +93,4 @@ def events_table(events: list[TraceEvent] | tuple[TraceEvent, ...]) -> np.ndarra
                                    dtype="V16")
     table["raddr"] = np.frombuffer(b"".join(bytes(e.raddr).ljust(16, b"\0")[:16] for e in events),
                                    dtype="V16")
-    return table
+    return fold_v4_mapped(table)

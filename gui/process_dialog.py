@@ -60,9 +60,9 @@ class ProcessDialog(QDialog):
         form.addRow("Last sample:", sockets)
         self.endpoints_note = QLabel("Reading its connections…")
         self.endpoints_note.setWordWrap(True)
-        self.endpoints = QTableWidget(0, 3)
-        self.endpoints.setHorizontalHeaderLabels(["Remote endpoint", "Connections", "States"])
-        self.endpoints.horizontalHeader().setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.endpoints = QTableWidget(0, 4)
+        self.endpoints.setHorizontalHeaderLabels(["Remote endpoint", "Connections", "TIME_WAIT", "States"])
+        self.endpoints.horizontalHeader().setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
         self.endpoints.verticalHeader().hide()
         self.endpoints.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
@@ -100,21 +100,37 @@ class ProcessDialog(QDialog):
         self.fields["status"].setText(status.get(details.status, details.status))
         for key in ("name", "exe", "user", "cmdline", "started"):
             self.fields[key].setText(getattr(details, key) or "—")
-        self.endpoints.setRowCount(len(details.endpoints))
-        for i, endpoint in enumerate(details.endpoints):
-            states = ", ".join(f"{s} {n}" for s, n in endpoint.states)
-            for column, text in enumerate((endpoint.endpoint, str(endpoint.count), states)):
+        rows = endpoint_rows(details, self.row)
+        self.endpoints.setRowCount(len(rows))
+        for i, texts in enumerate(rows):
+            for column, text in enumerate(texts):
                 item = QTableWidgetItem(text)
-                if column == 1:
+                if column in (1, 2):
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.endpoints.setItem(i, column, item)
         self.endpoints.resizeColumnsToContents()
-        note = details.endpoints_note or f"{len(details.endpoints)} remote endpoints."
+        note = details.endpoints_note or f"{len(rows)} remote endpoints."
         row = self.row
         if not details.endpoints and details.status == "running" and row.time_wait:
             # The kernel lists TIME_WAIT without an owner: say what the sample attributed.
             note = (f"All of its sockets are in TIME_WAIT: {row.time_wait:,} attributed to it "
                     f"({row.time_wait_exact:,} exact, {row.time_wait_inferred:,} inferred). The kernel "
-                    "lists TIME_WAIT sockets without an owner, so they are not listed here; the Remote "
-                    "endpoints tab shows where they point.")
+                    "lists TIME_WAIT sockets without an owner; the TIME_WAIT column shows where the "
+                    "ones attributed to it point.")
         self.endpoints_note.setText(note)
+
+
+def endpoint_rows(details: ProcessDetails, row: ProcessRow) -> list[tuple[str, str, str, str]]:
+    """(endpoint, connections, TIME_WAIT, states) per remote endpoint: the connections it
+    holds now (psutil) beside the TIME_WAIT the sample attributed to it toward each
+    endpoint (exact and inferred together), busiest first."""
+    held = {e.endpoint: e for e in details.endpoints}
+    toward = {endpoint: n for endpoint, n in row.time_wait_toward.items() if endpoint and n > 0}
+    keys = sorted(set(held) | set(toward),
+                  key=lambda k: (-(held[k].count if k in held else 0) - toward.get(k, 0), k))
+    rows = []
+    for key in keys:
+        endpoint = held.get(key)
+        rows.append((key, str(endpoint.count if endpoint else 0), f"{toward.get(key, 0):,}",
+                     ", ".join(f"{s} {n}" for s, n in endpoint.states) if endpoint else ""))
+    return rows

@@ -167,9 +167,18 @@ def _rate(value: float) -> str:
     return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
 
 
+def process_name_text(p: ProcessRow) -> str:
+    """'check_tcp ×1,234, started by moneng (pid 812)' for a group of short-lived
+    processes; 'curl (exited)' for one that ended while its TIME_WAIT lives."""
+    if p.instances > 1:
+        parent = f", started by {p.parent.name} (pid {p.parent.pid})" if p.parent is not None else ""
+        return f"{p.name} ×{p.instances:,}{parent}"
+    return f"{p.name} (exited)" if p.exited and not p.name.startswith("(exited") else p.name
+
+
 PROCESS_COLUMNS: tuple[Column[ProcessRow], ...] = (
     Column("PID", lambda p: p.pid, tooltip="Process id"),
-    Column("Name", lambda p: p.name, numeric=False),
+    Column("Name", process_name_text, numeric=False),
     Column("Sockets", lambda p: p.connections + p.time_wait,
            tooltip="Connections it holds plus the TIME_WAIT sockets attributed to it (listening ports "
                    "are not counted: they hold no dynamic port)"),

@@ -6,6 +6,7 @@ where the tiers' logic is pinned down; the namespace scenarios prove it for real
 
 from __future__ import annotations
 
+from core.judgement import JudgedSampler
 from core.model import FIN_WAIT1, SYN_SENT, KernelCounters, PortConfig, TableRead, TraceEvent, pack_address
 from core.sampler import Sampler
 from tests.tables import churn, table
@@ -65,18 +66,49 @@ def test_exact_from_kernel_fin_wait1_events():
     assert by_pid(sample)[333].time_wait_exact == 4
 
 
-def test_inferred_from_processes_talking_to_the_same_endpoint():
-    # pid 444 holds 1 connection to 10.0.0.9:443 and pid 555 holds 3; 40 unowned
-    # TIME_WAIT sockets to that endpoint are split 1:3, labelled inferred.
+def test_holding_connections_is_no_evidence_nothing_is_credited_and_it_is_said():
+    # Late start: pid 444 holds 1 connection to 10.0.0.9:443 and pid 555 holds 3; nobody
+    # was seen opening or closing one, so the 40 unowned TIME_WAIT there stay unattributed.
     rows = [("ESTABLISHED", "10.0.0.1:50900", "10.0.0.9:443", 444),
             *churn(3, state="ESTABLISHED", pid=555, first_port=50910)]
     tw = table(*rows, *churn(40), *churn(7, remote="10.0.0.5:80", first_port=50200))
-    sample = Sampler(TableSource([(tw, [])])).sample()
+    sample = JudgedSampler(Sampler(TableSource([(tw, [])]))).sample()
+    got = by_pid(sample)
+    assert got[444].time_wait == got[555].time_wait == 0
+    assert sample.time_wait_unattributed == 47
+    text = " ".join(sample.verdict.reasons)
+    assert "47 TIME_WAIT" in text and "not attributed" in text
+
+
+def test_inferred_from_connections_seen_ending_weighted_by_them():
+    # pid 555 is seen closing 3 connections to 10.0.0.9:443 and pid 444 one; pid 888
+    # holds 5 there all along (a pool) and is never credited.
+    pool = churn(5, state="ESTABLISHED", pid=888, first_port=50800)
+    first = table(*pool, ("ESTABLISHED", "10.0.0.1:50900", "10.0.0.9:443", 444),
+                  *churn(3, state="ESTABLISHED", pid=555, first_port=50910))
+    later = table(*pool, *churn(40), *churn(7, remote="10.0.0.5:80", first_port=50200))
+    s = Sampler(TableSource([(first, []), (later, [])]))
+    s.sample()
+    sample = s.sample()
     got = by_pid(sample)
     assert (got[444].time_wait_inferred, got[555].time_wait_inferred) == (10, 30)
-    assert got[444].time_wait_exact == got[555].time_wait_exact == 0
-    # Nobody talks to 10.0.0.5:80: those stay unattributed, and say so.
+    assert 888 not in got or got[888].time_wait == 0
     assert sample.time_wait_unattributed == 7
+    assert got[555].time_wait_toward == {"10.0.0.9:443": 30}
+
+
+def test_a_leaker_opening_and_keeping_connections_gets_no_time_wait_of_a_closer():
+    # pid 901 leaks: a new ESTABLISHED connection every read, never closed. pid 902
+    # opens and closes. The TIME_WAIT is the closer's.
+    leak = [churn(k, state="ESTABLISHED", pid=901, first_port=50500) for k in (1, 2, 3)]
+    reads = [(table(*leak[0], *churn(2, state="ESTABLISHED", pid=902, first_port=50600)), []),
+             (table(*leak[1], *churn(2, first_port=50600)), []),
+             (table(*leak[2], *churn(2, first_port=50600), *churn(30, first_port=50000)), [])]
+    s = Sampler(TableSource(reads))
+    samples = [s.sample() for _ in range(3)]
+    got = by_pid(samples[-1])
+    assert got[901].time_wait == 0 and got[901].connections == 3
+    assert got[902].time_wait == 32
 
 
 def test_inferred_from_syn_sent_attempts_when_nothing_lives_long_enough():

@@ -153,3 +153,18 @@ def test_plot_buffer_keeps_the_newest_rows_in_order() -> None:
     assert np.array_equal(buffer.column(1), -np.arange(27, 37, dtype=float))
     assert buffer.nearest(30.4) == 3 and buffer.nearest(30.6) == 4
     assert buffer.nearest(-5) == 0 and buffer.nearest(1e9) == 9
+
+
+def test_grouped_short_lived_processes_read_as_program_count_and_parent() -> None:
+    from dataclasses import replace
+
+    from core.model import ParentProcess
+    from gui.table_models import process_name_text
+
+    group = replace(proc(900, "check_tcp", tw=1500), instances=1234, exited=True,
+                    parent=ParentProcess(812, "moneng"))
+    assert process_name_text(group) == "check_tcp ×1,234, started by moneng (pid 812)"
+    assert process_name_text(replace(proc(5, "curl", tw=3), exited=True)) == "curl (exited)"
+    model = ProcessTableModel()
+    model.update([group])
+    assert model.data(model.index(0, 1)) == "check_tcp ×1,234, started by moneng (pid 812)"

@@ -158,3 +158,32 @@ def test_a_process_whose_sockets_are_all_in_time_wait_is_said_to_be_so(qtbot) ->
     finally:
         idle.kill()
         idle.wait()
+
+
+def test_time_wait_per_remote_endpoint_sits_beside_the_connections_held(qtbot) -> None:
+    # This test process holds one real connection to a listener; the sample credited it
+    # with TIME_WAIT toward that listener and toward another endpoint it holds nothing to.
+    server = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(server.getsockname())
+    accepted, _ = server.accept()
+    # Under Wine a socket shows its owner only once the owner has sent on it (real
+    # clients do); on Linux and Windows this changes nothing.
+    client.sendall(b"x")
+    accepted.recv(1)
+    try:
+        held = f"127.0.0.1:{server.getsockname()[1]}"
+        me = ProcessRow(pid=os.getpid(), name="pytest", connections=1, time_wait=55, time_wait_exact=50,
+                        time_wait_inferred=5, opens_per_s=3.0, states={"ESTABLISHED": 1, "TIME_WAIT": 55},
+                        time_wait_toward={held: 5, "10.0.0.9:443": 50})
+        dialog = ProcessDialog(me)
+        qtbot.addWidget(dialog)
+        qtbot.waitUntil(lambda: dialog.details is not None, timeout=10_000)
+        table = dialog.endpoints
+        rows = {table.item(r, 0).text(): [table.item(r, c).text() for c in range(1, 4)]
+                for r in range(table.rowCount())}
+        assert rows["10.0.0.9:443"] == ["0", "50", ""]  # TIME_WAIT only: nothing held there
+        assert rows[held][:2] == ["1", "5"] and "ESTABLISHED" in rows[held][2]
+        assert table.item(0, 0).text() == "10.0.0.9:443"  # busiest first
+    finally:
+        for s in (client, accepted, server):
+            s.close()

@@ -83,6 +83,7 @@ def test_read_only_folder_is_one_line_and_exit_2(tmp_path):
 @pytest.mark.parametrize("args, needle", [
     (["report", "--seconds", "0"], "--seconds"),
     (["report", "--seconds", "soon"], "--seconds"),
+    (["report", "--seconds", "1e10"], "--seconds"),
     (["report", "--out"], "--out"),
 ])
 def test_bad_arguments_are_one_line_and_exit_2(args, needle):

@@ -15,20 +15,22 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from core.cli import EXIT_FAILED, EXIT_OK, OneLineParser, UsageError, positive_float
+from core.cli import EXIT_FAILED, EXIT_OK, OneLineParser, UsageError, bounded_float
 from core.history import History
 from core.report import Evidence, ReportError, write_bundle
 from core.sources import SourceError
 
 SAMPLE_INTERVAL_S = 0.5
+MAX_SECONDS = 3600.0  # samples are kept in memory: an hour of them at most
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("report", help="write an evidence bundle (HTML, JSON, CSV) for a support ticket")
     p.add_argument("--out", metavar="DIR", default=".",
                    help="folder to write the bundle into (default: the current folder)")
-    p.add_argument("--seconds", type=positive_float, default=2.0, metavar="S",
-                   help="how long to sample before writing (default 2; at least two samples are taken)")
+    p.add_argument("--seconds", type=bounded_float(MAX_SECONDS), default=2.0, metavar="S",
+                   help=f"how long to sample before writing (default 2, at most {MAX_SECONDS:g}; "
+                        "at least two samples are taken)")
     p.set_defaults(run=run)
 
 

@@ -4,33 +4,74 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, TextIO
 
 from core.canary import DEFAULT_EVERY_S, parse_target
-from core.cli import EXIT_FAILED, EXIT_OK, UsageError, positive_float, positive_int
+from core.cli import EXIT_FAILED, EXIT_OK, UsageError, bounded_float, bounded_int
 from core.model import Sample
 from core.sources import SourceError
 
 LEVEL_MARK = {"ok": "OK  ", "warning": "WARN", "critical": "CRIT"}
+MAX_TOP = 1000  # processes and remotes per JSON line
+MAX_INTERVAL_S = 3600.0
+MAX_DURATION_S = 366 * 86400.0
+
+
+class Stopped(Exception):
+    """SIGTERM or SIGHUP: end like Ctrl-C (file finished, tracing instance removed)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise Stopped in the main thread while the block runs."""
+    wanted = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: Any) -> None:
+        raise Stopped(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in wanted}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def sample_json(sample: Sample, top: int | None = None) -> dict[str, Any]:
+    """The `watch --json` object for one sample (DESIGN.md "Command-line contract"):
+    the one builder every consumer of that contract calls."""
+    return sample.to_json(top=top)
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("watch", help="sample the socket table and print one line per sample")
-    p.add_argument("--interval", type=positive_float, default=1.0, metavar="S",
-                   help="seconds between samples (default 1)")
+    p.add_argument("--interval", type=bounded_float(MAX_INTERVAL_S), default=1.0, metavar="S",
+                   help=f"seconds between samples (default 1, at most {MAX_INTERVAL_S:g})")
     limit = p.add_mutually_exclusive_group()
-    limit.add_argument("--count", type=positive_int, metavar="N", help="stop after N samples")
-    limit.add_argument("--duration", type=positive_float, metavar="S", help="stop after S seconds")
+    limit.add_argument("--count", type=bounded_int(10**9), metavar="N", help="stop after N samples")
+    limit.add_argument("--duration", type=bounded_float(MAX_DURATION_S), metavar="S",
+                       help="stop after S seconds (at most a year)")
     p.add_argument("--json", action="store_true", help="one JSON object per sample per line (the contract)")
     p.add_argument("--record", metavar="FILE",
                    help="also append every sample to FILE (JSON lines; gzip when FILE ends in .gz)")
-    p.add_argument("--top", type=positive_int, default=10, metavar="N",
-                   help="processes and remotes per JSON line (default 10)")
+    p.add_argument("--top", type=bounded_int(MAX_TOP), default=10, metavar="N",
+                   help=f"processes and remotes per JSON line (default 10, at most {MAX_TOP})")
     p.add_argument("--probe", action="append", type=probe_target, default=[], metavar="HOST:PORT",
                    help="run the outbound test to HOST:PORT repeatedly (a canary; repeatable)")
-    p.add_argument("--probe-every", type=positive_float, default=DEFAULT_EVERY_S, metavar="S",
+    p.add_argument("--probe-every", type=bounded_float(MAX_INTERVAL_S), default=DEFAULT_EVERY_S, metavar="S",
                    help=f"seconds between outbound tests (default {DEFAULT_EVERY_S:g})")
     p.set_defaults(run=run)
 
@@ -57,12 +98,6 @@ def format_line(sample: Sample) -> str:
             f" [{sample.sample_ms:.0f} ms]")
 
 
-def sample_json(sample: Sample, top: int | None = None) -> dict[str, Any]:
-    """The `watch --json` object for one sample (DESIGN.md "Command-line contract"):
-    the one builder every consumer of that contract calls."""
-    return sample.to_json(top=top)
-
-
 def _open_recorder(path: str, sampler: Any) -> Any:
     try:
         from core.recording import Recorder, RecordingError
@@ -82,7 +117,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
     out = out or sys.stdout
     try:
-        sampler = JudgedSampler(Sampler(), settings=SettingsWatch())
+        sampler = JudgedSampler(Sampler(top=max(args.top, 50)), settings=SettingsWatch())
     except (SourceError, OSError) as exc:
         print(f"portpressure watch: cannot read the socket table: {exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -96,35 +131,44 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     deadline = time.monotonic() + args.duration if args.duration else None
     taken = 0
     failures = 0
+    shown_limits: tuple[str, ...] = ()
     next_at = time.monotonic()
     try:
-        while True:
-            try:
-                sample = sampler.sample()
-            except (SourceError, OSError) as exc:
-                failures += 1
-                print(f"portpressure watch: sample failed, retrying: {exc}", file=sys.stderr)
-            else:
-                if args.json:
-                    out.write(json.dumps(sample_json(sample, top=args.top)) + "\n")
+        with stop_on_signals():
+            while True:
+                try:
+                    sample = sampler.sample()
+                except (SourceError, OSError) as exc:
+                    failures += 1
+                    print(f"portpressure watch: sample failed, retrying: {exc}", file=sys.stderr)
                 else:
-                    out.write("".join(f"{e.time_iso[11:19]} {e.kind.upper():>8} {e.text}\n"
-                                      for e in sample.events) + format_line(sample) + "\n")
-                out.flush()
-                if recorder is not None:
-                    recorder.append(sample)
-                    if getattr(recorder, "error", None):
-                        print(f"portpressure watch: recording stopped: {recorder.error}", file=sys.stderr)
-                        recorder = None
-            taken += 1
-            if args.count is not None and taken >= args.count:
-                break
-            next_at += args.interval
-            now = time.monotonic()
-            if deadline is not None and next_at > deadline:
-                break
-            # Sampling cadence: wait for the next tick (a schedule, not a synchronisation).
-            time.sleep(max(0.0, next_at - now))
+                    # Into the file first: a sample on screen is one the recording has.
+                    if recorder is not None:
+                        recorder.append(sample)
+                        if getattr(recorder, "error", None):
+                            print(f"portpressure watch: recording stopped: {recorder.error}", file=sys.stderr)
+                            recorder = None
+                    if args.json:
+                        out.write(json.dumps(sample_json(sample, top=args.top)) + "\n")
+                    else:
+                        if sample.limits != shown_limits:
+                            shown_limits = sample.limits
+                            for limit in shown_limits:
+                                out.write(f"cannot see: {limit}\n")
+                        out.write("".join(f"{e.time_iso[11:19]} {e.kind.upper():>8} {e.text}\n"
+                                          for e in sample.events) + format_line(sample) + "\n")
+                    out.flush()
+                taken += 1
+                if args.count is not None and taken >= args.count:
+                    break
+                next_at += args.interval
+                now = time.monotonic()
+                if deadline is not None and next_at > deadline:
+                    break
+                # Sampling cadence: wait for the next tick (a schedule, not a synchronisation).
+                time.sleep(max(0.0, next_at - now))
+    except Stopped as stopped:
+        return 128 + stopped.signum
     finally:
         if canary is not None:
             canary.stop()

@@ -61,6 +61,11 @@ class LinuxSource:
             self.trace_status = f"kernel events off: {exc}"
 
     @property
+    def kernel_events(self) -> bool:
+        """Whether kernel events name the processes that open and close connections."""
+        return self._trace is not None
+
+    @property
     def limits(self) -> tuple[str, ...]:
         hidden: list[str] = []
         if not self.privileged:
@@ -127,8 +132,10 @@ class LinuxSource:
             if listed:
                 self._listed_at = counters.monotonic
             table["pid"] = self._owners.owners(table["inode"])
+            identities = self._owners.take_identities()
         else:
             table = empty_table()
+            identities = {}
         events = self.drain_events()
         return TableRead(
             table=table,
@@ -140,6 +147,7 @@ class LinuxSource:
             limits=self.limits,
             time_wait_listed=listed,
             expires_ms=expires if listed else None,
+            identities=identities,
         )
 
     def _close_trace(self) -> None:

@@ -34,6 +34,10 @@ class InodeOwners:
         self._unclaimed: set[int] = set()
         self.denied_pids = 0  # processes whose fds we may not read (not root)
         self.fds_scanned = 0  # cost accounting for the last refresh
+        # pid -> (comm, parent pid), read when a process is first seen holding sockets: a
+        # short-lived process may be gone by the time anyone asks for its name.
+        self._identified: set[int] = set()
+        self._new_identities: dict[int, tuple[str, int]] = {}
 
     # -- scanning ---------------------------------------------------------------
     def _scan_pid(self, pid: int) -> None:
@@ -60,6 +64,8 @@ class InodeOwners:
                 found.add(int(target[8:-1]))
         self.fds_scanned += len(names)
         if found:
+            if pid not in self._identified:
+                self._identify(pid)
             self._inodes_of[pid] = found
             for inode in found:
                 # The same socket can be shared (fork); the lowest pid is usually the parent.
@@ -67,6 +73,23 @@ class InodeOwners:
                 if current is None or pid < current:
                     self._owner[inode] = pid
         self._dirty = True
+
+    def _identify(self, pid: int) -> None:
+        """Name and parent from /proc/PID/stat, e.g. '812 (check_tcp) S 811 ...'."""
+        try:
+            with open(f"{self.proc}/{pid}/stat") as f:
+                stat = f.read()
+            comm = stat[stat.index("(") + 1:stat.rindex(")")]
+            ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        except (OSError, ValueError, IndexError):
+            return
+        self._identified.add(pid)
+        self._new_identities[pid] = (comm, ppid)
+
+    def take_identities(self) -> dict[int, tuple[str, int]]:
+        """The (comm, parent pid) of the processes first seen since the last call."""
+        new, self._new_identities = self._new_identities, {}
+        return new
 
     def _fd_count_of(self, pid: int) -> int | None:
         try:
@@ -104,6 +127,7 @@ class InodeOwners:
 
     def _forget(self, pid: int) -> None:
         self._fd_count.pop(pid, None)
+        self._identified.discard(pid)  # the pid may come back as another program
         for inode in self._inodes_of.pop(pid, set()):
             if self._owner.get(inode) == pid:
                 del self._owner[inode]

@@ -117,3 +117,19 @@ def sockstat_tw() -> int:
                 fields = line.split()
                 return int(fields[fields.index("tw") + 1])
     raise RuntimeError("no TCP line in /proc/net/sockstat")
+
+
+def sample_until(sampler: Any, predicate: Callable[[Any], Any], timeout: float, what: str) -> Any:
+    """Take samples until one satisfies the predicate; returns that sample (or fails
+    showing the last one)."""
+    last: dict[str, Any] = {}
+
+    def take() -> Any:
+        last["sample"] = sampler.sample()
+        return predicate(last["sample"])
+
+    try:
+        wait_until(take, timeout, what, poll=0.2)
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}; last sample: {last.get('sample')}") from None
+    return last["sample"]

@@ -12,7 +12,7 @@ import os
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, Self
 
 from tests.support.netns import fork_context
 
@@ -149,7 +149,29 @@ def _churn(host: str, port: int, hold_s: float, duration_s: float, name: str,
             s.close()  # client closes first: TIME_WAIT is ours
 
 
-class Churner:
+class ChildProcess:
+    """A traffic child process: its pid, and stop() (kill, reap) on leaving a with-block."""
+
+    process: Any
+
+    @property
+    def pid(self) -> int:
+        assert self.process.pid is not None
+        return self.process.pid
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(5)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+class Churner(ChildProcess):
     """A child process opening and closing short connections to host:port in a loop
     (connect, hold `hold_s`, close) for `duration_s` or until stopped. `ok`, `failed`
     and `addr_not_avail` count what happened."""
@@ -163,11 +185,6 @@ class Churner:
         self.name = name
 
     @property
-    def pid(self) -> int:
-        assert self.process.pid is not None
-        return self.process.pid
-
-    @property
     def ok(self) -> int:
         return int(self._counts[0])
 
@@ -179,13 +196,75 @@ class Churner:
     def addr_not_avail(self) -> int:
         return int(self._counts[2])
 
-    def stop(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join(5)
 
-    def __enter__(self) -> Churner:
-        return self
+def _hold(host: str, port: int, count: int, every_s: float, name: str, opened: Any) -> None:
+    set_process_name(name)
+    close_inherited_listeners()
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    held = []
+    for _ in range(count):
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.connect((host, port))
+        held.append(s)
+        opened.value = len(held)
+        if every_s:
+            time.sleep(every_s)  # the workload's pace (a leak), not a synchronisation
+    while True:  # keep them until killed
+        time.sleep(1)
 
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()
+
+class Holder(ChildProcess):
+    """A child process opening `count` connections to host:port and keeping them all
+    until stopped: a pool of long-lived connections (every_s 0) or a slow leak (every_s
+    > 0: one more connection every every_s seconds). `opened` counts them."""
+
+    def __init__(self, host: str, port: int, count: int, every_s: float = 0.0, name: str = "holder") -> None:
+        self._opened = fork_context().Value("q", 0, lock=False)
+        self.process = fork_context().Process(target=_hold, args=(host, port, count, every_s, name,
+                                                                  self._opened), daemon=True)
+        self.process.start()
+        self.name = name
+
+    @property
+    def opened(self) -> int:
+        return int(self._opened.value)
+
+
+def _fork_per_connection(host: str, port: int, hold_s: float, duration_s: float, parent_name: str,
+                         child_name: str, counts: Any) -> None:
+    set_process_name(parent_name)
+    close_inherited_listeners()
+    deadline = time.monotonic() + duration_s
+    while time.monotonic() < deadline:
+        child = os.fork()
+        if child == 0:  # one check: connect, hold, close, end
+            code = 1
+            try:
+                set_process_name(child_name)
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.connect((host, port))
+                time.sleep(hold_s)  # the check's work, not a synchronisation
+                s.close()
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(child, 0)
+        counts[0 if status == 0 else 1] += 1
+
+
+class ForkPerConnection(ChildProcess):
+    """A parent process (like a monitoring engine) starting one short-lived child per
+    connection: the child connects, holds `hold_s`, closes and exits. `ok` counts checks."""
+
+    def __init__(self, host: str, port: int, hold_s: float = 0.03, duration_s: float = 60.0,
+                 parent_name: str = "moneng", child_name: str = "check_tcp") -> None:
+        self._counts = fork_context().Array("q", 2, lock=False)
+        self.process = fork_context().Process(
+            target=_fork_per_connection,
+            args=(host, port, hold_s, duration_s, parent_name, child_name, self._counts), daemon=True)
+        self.process.start()
+
+    @property
+    def ok(self) -> int:
+        return int(self._counts[0])
+
