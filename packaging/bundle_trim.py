@@ -12,6 +12,10 @@ Two steps, both logged to the build folder so a reviewer sees what was left out:
    module, kept plugin or libpython needs, directly or through another kept library
    (the ELF DT_NEEDED entries), is dropped too. If any needed-list cannot be read the
    step drops nothing: a missing library is worse than a large file.
+3. `unreachable_libraries` with `pe_imports` (Windows): the same walk over the DLL import
+   tables (pefile), limited to Qt's own DLLs (`unreachable_qt_dlls`): Qt6Network.dll, which
+   only dropped plugins import, goes. Other DLLs stay whatever the walk says: a DLL a
+   program loads by name (LoadLibrary) is in no import table, and Qt's are the ones we know.
 """
 
 from __future__ import annotations
@@ -60,6 +64,11 @@ def plugin_name(filename: str) -> str:
     return stem.removeprefix("lib")
 
 
+def _bundle_parts(dest: str) -> tuple[str, ...]:
+    """A bundle path's parts, whichever slash it uses (Windows TOCs use backslashes)."""
+    return PurePosixPath(dest.replace("\\", "/")).parts
+
+
 def _qt_plugins_index(parts: tuple[str, ...]) -> int | None:
     """Where Qt's plugins folder is in a bundle path: PySide6/Qt/plugins (Linux) or PySide6/plugins."""
     for i in range(1, len(parts) - 1):
@@ -70,7 +79,7 @@ def _qt_plugins_index(parts: tuple[str, ...]) -> int | None:
 
 def is_wanted(dest: str) -> bool:
     """Whether a file at bundle path `dest` (either slash) belongs in the build."""
-    parts = PurePosixPath(dest.replace("\\", "/")).parts
+    parts = _bundle_parts(dest)
     name = parts[-1].lower()
     if "translations" in parts or name.startswith(UNUSED_WINDOWS_FILES) or name in UNUSED_PYQTGRAPH_ICONS:
         return False
@@ -124,11 +133,28 @@ def _dt_needed(m: mmap.mmap) -> list[str] | None:
     return names
 
 
+def pe_imports(path: str) -> list[str] | None:
+    """The DLL names a Windows PE file imports (directly or delay-loaded), or None if it is not
+    one we can read. Needs pefile (PyInstaller's own dependency on Windows)."""
+    import pefile  # here: only Windows builds (and the tests of this) need it
+
+    try:
+        pe = pefile.PE(path, fast_load=True)
+    except (OSError, pefile.PEFormatError):
+        return None
+    with pe:
+        pe.parse_data_directories(directories=[pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_IMPORT"],
+                                               pefile.DIRECTORY_ENTRY["IMAGE_DIRECTORY_ENTRY_DELAY_IMPORT"]])
+        tables = getattr(pe, "DIRECTORY_ENTRY_IMPORT", []) + getattr(pe, "DIRECTORY_ENTRY_DELAY_IMPORT", [])
+        return [entry.dll.decode("ascii", "replace") for entry in tables]
+
+
 def _is_root(dest: str, typecode: str) -> bool:
     """Loaded by Python or Qt directly rather than as someone's dependency."""
-    parts = PurePosixPath(dest).parts
+    parts = _bundle_parts(dest)
     plugin = _qt_plugins_index(parts) is not None
-    return typecode == "EXTENSION" or plugin or parts[-1].startswith("libpython")
+    name = parts[-1].lower()
+    return typecode == "EXTENSION" or plugin or name.startswith(("libpython", "python3"))
 
 
 def unreachable_libraries(entries: Iterable[TocEntry],
@@ -140,14 +166,16 @@ def unreachable_libraries(entries: Iterable[TocEntry],
     """
     entries = list(entries)
     real = {dest: src for dest, src, kind in entries if kind in ("BINARY", "EXTENSION")}
+    # Windows matches DLL names without regard to case; ELF names are exact (and never differ so).
+    fold = str.lower
     link_target = {dest: posixpath.normpath(posixpath.join(posixpath.dirname(dest), src))
                    for dest, src, kind in entries if kind == "SYMLINK"}
     by_name: dict[str, str] = {}
     for dest in real:
-        by_name.setdefault(posixpath.basename(dest), dest)
+        by_name.setdefault(fold(_bundle_parts(dest)[-1]), dest)
     for dest, target in link_target.items():
         if target in real:
-            by_name.setdefault(posixpath.basename(dest), target)
+            by_name.setdefault(fold(posixpath.basename(dest)), target)
     reached: set[str] = set()
     todo = [dest for dest, _, kind in entries if dest in real and _is_root(dest, kind)]
     while todo:
@@ -158,7 +186,14 @@ def unreachable_libraries(entries: Iterable[TocEntry],
         names = needed(real[dest])
         if names is None:
             return set()  # cannot tell what this one needs: keep everything
-        todo.extend(by_name[n] for n in names if n in by_name and by_name[n] not in reached)
+        todo.extend(by_name[fold(n)] for n in names if fold(n) in by_name and by_name[fold(n)] not in reached)
     dropped = {dest for dest in real if dest not in reached}
     dropped.update(dest for dest, target in link_target.items() if target in dropped)
     return dropped
+
+
+def unreachable_qt_dlls(entries: Iterable[TocEntry],
+                        needed: Callable[[str], list[str] | None] = pe_imports) -> set[str]:
+    """Windows: the bundled Qt DLLs (Qt6*.dll) no kept extension, plugin or python3*.dll imports."""
+    return {dest for dest in unreachable_libraries(entries, needed)
+            if _bundle_parts(dest)[-1].lower().startswith("qt6")}

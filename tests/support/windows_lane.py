@@ -4,7 +4,11 @@ Wine's own limits live here, never in the product:
 - python.exe fails when its standard streams are files: they are always pipes;
 - Wine's session processes (services, winedevice) inherit those pipes and keep them open
   after the program exits, so waiting for end of output can wait forever: we wait on the
-  process, then give the readers a moment to drain;
+  process, then give the readers a moment to drain. A pipe whose reader is still blocked is
+  never closed under it (closing a buffered stream waits for its reader's lock: forever, while
+  another process holds the pipe's other end); its reader closes it at end of output;
+- a one-file exe is two processes (the launcher, then the app it unpacked): each program starts
+  in a process group of its own, and a kill ends the whole group, so no child keeps our pipes;
 - a wineserver keeps running after its last program: `stop_server` ends it (and with it
   every Wine process of the prefix), so nothing outlives a test.
 
@@ -13,10 +17,13 @@ Stdlib only: tools/windows_lane/run.py imports it without the project's virtuale
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +84,9 @@ class _Collector(threading.Thread):
             while chunk := read(65536):
                 self.chunks.append(chunk)
         except (OSError, ValueError):
-            pass  # closed under us after the drain window
+            pass
+        finally:
+            self._stream.close()  # type: ignore[attr-defined]  # only here: no other thread reads it
 
     def text(self) -> str:
         return b"".join(self.chunks).decode("utf-8", errors="replace")
@@ -105,7 +114,7 @@ class LaneProcess:
         try:
             code = self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.popen.kill()
+            self.kill()
             self.popen.wait(10)
             self._drain()
             raise TimeoutError(f"Windows program did not finish within {timeout} s\n"
@@ -113,12 +122,20 @@ class LaneProcess:
         self._drain()
         return LaneResult(code, self._out.text(), self._err.text())
 
+    def kill(self) -> None:
+        """End the program and every process it started (its process group)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+
     def _drain(self) -> None:
+        """Bounded: the readers get DRAIN_SECONDS in all; a reader still blocked then (another
+        process holds the pipe) keeps its stream and closes it when that process lets go."""
+        deadline = time.monotonic() + DRAIN_SECONDS
         for reader in (self._out, self._err):
-            reader.join(DRAIN_SECONDS)
-        for stream in (self.popen.stdout, self.popen.stderr, self.popen.stdin):
-            if stream is not None:
-                stream.close()
+            reader.join(max(0.0, deadline - time.monotonic()))
+        if self.popen.stdin is not None:
+            with contextlib.suppress(OSError):  # BrokenPipe: the program is gone
+                self.popen.stdin.close()
 
 
 class Lane:
@@ -147,6 +164,7 @@ class Lane:
         popen = subprocess.Popen(
             [self.wine, program, *args], cwd=cwd or ROOT, env={**self.env, **(env or {})},
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True,  # a group of its own, for kill()
         )
         return LaneProcess(popen)
 

