@@ -104,8 +104,9 @@ def bounded_float(maximum: float, unit: str = "s") -> Callable[[str], float]:
     return _bounded(positive_float, maximum, f"{maximum:g} {unit}")
 
 
-def bounded_int(maximum: int) -> Callable[[str], int]:
-    return _bounded(positive_int, maximum, str(maximum))
+def bounded_int(maximum: int, why: str = "") -> Callable[[str], int]:
+    """positive_int with an upper bound; `why` is said beside it (e.g. "label cardinality")."""
+    return _bounded(positive_int, maximum, f"{maximum} ({why})" if why else str(maximum))
 
 
 def _bounded(parse: Callable[[str], Any], maximum: float, shown: str) -> Callable[[str], Any]:

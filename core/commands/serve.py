@@ -22,7 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TextIO
 
 from core import __version__
-from core.cli import EXIT_FAILED, EXIT_OK, UsageError, positive_float, positive_int
+from core.cli import EXIT_FAILED, EXIT_OK, UsageError, bounded_int, positive_float, positive_int
 from core.sources import SourceError
 
 DEFAULT_LISTEN = "127.0.0.1:9466"  # 9466: free in Prometheus's default port allocations list
@@ -48,7 +48,7 @@ def register(sub: Any) -> None:
                             "(atomically: write, then rename) for a textfile collector")
     p.add_argument("--interval", type=positive_float, default=DEFAULT_INTERVAL_S, metavar="S",
                    help=f"seconds between samples (default {DEFAULT_INTERVAL_S:g}, a usual scrape interval)")
-    p.add_argument("--top", type=bounded_top(MAX_TOP), default=DEFAULT_TOP, metavar="N",
+    p.add_argument("--top", type=bounded_int(MAX_TOP, "label cardinality"), default=DEFAULT_TOP, metavar="N",
                    help=f"processes and remotes exported (default {DEFAULT_TOP}, at most {MAX_TOP})")
     p.add_argument("--probe", type=endpoint("--probe"), action="append", default=[], metavar="HOST:PORT",
                    help=f"run the outbound test against HOST:PORT as a canary "
@@ -59,15 +59,6 @@ def register(sub: Any) -> None:
     limit.add_argument("--count", type=positive_int, metavar="N", help="stop after N samples")
     limit.add_argument("--duration", type=positive_float, metavar="S", help="stop after S seconds")
     p.set_defaults(run=run)
-
-
-def bounded_top(maximum: int) -> Callable[[str], int]:
-    def top(text: str) -> int:
-        value = positive_int(text)
-        if value > maximum:
-            raise argparse.ArgumentTypeError(f"at most {maximum} (label cardinality): {text!r}")
-        return value
-    return top
 
 
 def endpoint(option: str) -> Callable[[str], tuple[str, int]]:
