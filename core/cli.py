@@ -99,6 +99,11 @@ def positive_float(text: str) -> float:
     return value
 
 
+# Sampling commands refuse longer periods: timers and Event.wait overflow on huge values.
+MAX_INTERVAL_S = 3600.0
+MAX_DURATION_S = 366 * 86400.0
+
+
 def bounded_float(maximum: float, unit: str = "s") -> Callable[[str], float]:
     """positive_float with an upper bound (time.sleep and timers overflow on huge values)."""
     return _bounded(positive_float, maximum, f"{maximum:g} {unit}")

@@ -255,6 +255,10 @@ def test_textfile_is_replaced_atomically_and_always_whole(tmp_path):
     (["--probe", "db.example"], "HOST:PORT"),
     (["--probe", "http://db:80"], "URL"),
     (["--interval", "0"], "--interval"),
+    # Huge periods overflow the sampling and canary threads' waits: refused up front.
+    (["--interval", "1e10"], "at most 3600 s"),
+    (["--probe-every", "1e10"], "at most 3600 s"),
+    (["--duration", "1e10"], "at most"),
     (["--probe"] + ["127.0.0.1:1", "--probe"] * 10 + ["127.0.0.1:1"], "at most 10"),
 ])
 def test_bad_arguments_are_one_line_and_exit_2(args, needle):

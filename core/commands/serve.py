@@ -22,7 +22,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TextIO
 
 from core import __version__
-from core.cli import EXIT_FAILED, EXIT_OK, UsageError, bounded_int, positive_float, positive_int
+from core.cli import (
+    EXIT_FAILED,
+    EXIT_OK,
+    MAX_DURATION_S,
+    MAX_INTERVAL_S,
+    UsageError,
+    bounded_float,
+    bounded_int,
+    positive_int,
+)
 from core.sources import SourceError
 
 DEFAULT_LISTEN = "127.0.0.1:9466"  # 9466: free in Prometheus's default port allocations list
@@ -46,18 +55,20 @@ def register(sub: Any) -> None:
     where.add_argument("--textfile", metavar="FILE.prom",
                        help="instead of listening, write the metrics to FILE.prom after every sample "
                             "(atomically: write, then rename) for a textfile collector")
-    p.add_argument("--interval", type=positive_float, default=DEFAULT_INTERVAL_S, metavar="S",
+    p.add_argument("--interval", type=bounded_float(MAX_INTERVAL_S), default=DEFAULT_INTERVAL_S, metavar="S",
                    help=f"seconds between samples (default {DEFAULT_INTERVAL_S:g}, a usual scrape interval)")
     p.add_argument("--top", type=bounded_int(MAX_TOP, "label cardinality"), default=DEFAULT_TOP, metavar="N",
                    help=f"processes and remotes exported (default {DEFAULT_TOP}, at most {MAX_TOP})")
     p.add_argument("--probe", type=endpoint("--probe"), action="append", default=[], metavar="HOST:PORT",
                    help=f"run the outbound test against HOST:PORT as a canary "
                         f"(repeatable, at most {MAX_PROBES})")
-    p.add_argument("--probe-every", type=positive_float, default=DEFAULT_PROBE_EVERY_S, metavar="S",
+    p.add_argument("--probe-every", type=bounded_float(MAX_INTERVAL_S), default=DEFAULT_PROBE_EVERY_S,
+                   metavar="S",
                    help=f"seconds between canary tests (default {DEFAULT_PROBE_EVERY_S:g})")
     limit = p.add_mutually_exclusive_group()
     limit.add_argument("--count", type=positive_int, metavar="N", help="stop after N samples")
-    limit.add_argument("--duration", type=positive_float, metavar="S", help="stop after S seconds")
+    limit.add_argument("--duration", type=bounded_float(MAX_DURATION_S), metavar="S",
+                       help="stop after S seconds (at most a year)")
     p.set_defaults(run=run)
 
 

@@ -13,14 +13,20 @@ from contextlib import contextmanager
 from typing import Any, TextIO
 
 from core.canary import DEFAULT_EVERY_S, parse_target
-from core.cli import EXIT_FAILED, EXIT_OK, UsageError, bounded_float, bounded_int
+from core.cli import (
+    EXIT_FAILED,
+    EXIT_OK,
+    MAX_DURATION_S,
+    MAX_INTERVAL_S,
+    UsageError,
+    bounded_float,
+    bounded_int,
+)
 from core.model import Sample
 from core.sources import SourceError
 
 LEVEL_MARK = {"ok": "OK  ", "warning": "WARN", "critical": "CRIT"}
 MAX_TOP = 1000  # processes and remotes per JSON line
-MAX_INTERVAL_S = 3600.0
-MAX_DURATION_S = 366 * 86400.0
 
 
 class Stopped(Exception):
