@@ -6,8 +6,9 @@ process imports. One JSON line in, one out:
   {"do": "tick"}   one sample; reply {"ms", "kind", "tw", "sockets", "rss_mb"}
   {"do": "full"}   the same, but the TIME_WAIT listing is forced to a full rebuild
   {"do": "quit"}   reply {"peak_rss_mb", "idle_rss_mb", "counters_ms"} and exit
-kind: "first" (start-up: whole /proc fd scan and a full listing), "cached" (TIME_WAIT
-left out of the dump), "listing" (incremental) or "full listing" (keyed from scratch).
+kind: "first" (start-up: whole /proc fd scan, every TIME_WAIT slice listed), "slice"
+(TIME_WAIT left out of the main dump, one slice of it listed), "cached" (no slice due)
+or "full listing" (every slice listed, as after a change of settings).
 """
 
 from __future__ import annotations
@@ -24,6 +25,20 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
+def _reset_peak() -> None:
+    """Start VmHWM afresh (Linux >= 4.0), so each tick's own peak can be read."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _peak_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def main() -> int:
     from core.sampler import Sampler
     from core.sources.linux import LinuxSource
@@ -31,6 +46,7 @@ def main() -> int:
     idle = _rss_mb()  # interpreter + imports, before any sample
     source = LinuxSource(trace=False)
     sampler = Sampler(source)
+    peaks = [idle]
     for tick, line in enumerate(sys.stdin):
         command = json.loads(line)["do"]
         if command == "quit":
@@ -40,19 +56,23 @@ def main() -> int:
                 source.read_counters()
                 counters.append((time.perf_counter() - started) * 1000)
             sampler.close()
-            print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            print(json.dumps({"peak_rss_mb": max(peaks),
                               "idle_rss_mb": idle, "counters_ms": statistics.median(counters)}), flush=True)
             return 0
         if command == "full":
             sampler.request_full_listing()
+        _reset_peak()
         started = time.perf_counter()
         sample = sampler.sample()
         ms = (time.perf_counter() - started) * 1000
+        peaks.append(_peak_mb())
         extra = sample.extra
-        kind = ("first" if tick == 0 else "cached" if not extra["time_wait_listed"]
-                else "full listing" if extra.get("time_wait_listing") == "full" else "listing")
+        kind = ("first" if tick == 0 else "full listing" if extra["time_wait_listing"] == "full"
+                else "slice" if extra["time_wait_listing"] == "slice" else "cached")
         print(json.dumps({"ms": ms, "kind": kind, "tw": sample.states["TIME_WAIT"],
-                          "sockets": extra["sockets"], "rss_mb": _rss_mb()}), flush=True)
+                          "sockets": extra["sockets"], "rss_mb": _rss_mb(),
+                          "peak_rss_mb": _peak_mb()}),
+              flush=True)
     return 0
 
 

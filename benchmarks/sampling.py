@@ -44,7 +44,7 @@ FORCED_FULL_TICK = 22  # a listing tick (every 5th) forced to rebuild from scrat
 TARGET_RATIO = 0.25
 TARGET_RSS_MB = 64.0
 TIME_WAIT_SECONDS = 60.0  # Linux, fixed
-KINDS = ("first", "cached", "listing", "full listing")
+KINDS = ("first", "slice", "cached", "full listing")
 
 
 class SamplerProcess:

@@ -137,6 +137,17 @@ class TraceEvent:
 
 
 @dataclass(frozen=True)
+class TimeWaitPiece:
+    """Every TIME_WAIT socket whose port key (local port << 16 | remote port) is in
+    [lo, hi), as SOCKET_DTYPE rows, with the milliseconds each has left."""
+
+    lo: int
+    hi: int
+    rows: np.ndarray
+    expires_ms: np.ndarray
+
+
+@dataclass(frozen=True)
 class TableRead:
     """One read of the kernel: the socket table plus the counters, and what it cost."""
 
@@ -147,16 +158,15 @@ class TableRead:
     read_ms: float = 0.0
     complete: bool = True  # False when the OS hid rows (e.g. pids of other users' sockets)
     limits: tuple[str, ...] = ()  # what this reader could not see, in words
-    # False when this read left the TIME_WAIT rows out of the table (a cheaper dump between
-    # full ones; the count is in counters.time_wait): the Sampler ages the ones it has.
+    # False when this read left the TIME_WAIT rows out of the table (a cheaper dump; the
+    # count is in counters.time_wait): the Sampler ages the ones it has.
     time_wait_listed: bool = True
     # Per table row, milliseconds a TIME_WAIT socket has left (Linux idiag_expires), or None.
     expires_ms: np.ndarray | None = None
-    # A listing that left out the TIME_WAIT sockets the previous listing gave: those with
-    # lo < seconds left <= hi (from counters.monotonic) are not in the table, only counted
-    # in time_wait_dumped (every TIME_WAIT socket of this dump). None: nothing left out.
-    time_wait_omitted: tuple[float, float] | None = None
-    time_wait_dumped: int | None = None
+    # Port-key ranges [lo, hi) of TIME_WAIT this read is to list: the Sampler asks the
+    # source for each (list_time_wait) and keys it before asking for the next, so one
+    # slice at a time is in memory.
+    time_wait_slices: tuple[tuple[int, int], ...] = ()
     # pid -> (name, parent pid) of processes first seen holding sockets in this read, taken
     # while they ran (a short-lived one may have ended before the sampler asks).
     identities: Mapping[int, tuple[str, int]] = field(default_factory=dict)

@@ -47,18 +47,17 @@ from core.model import (
 from core.process_groups import group_short_lived
 from core.process_names import ProcessNames
 from core.sources import SocketSource, open_source
-from core.time_wait_tier import TierCounts, TimeWaitTier
+from core.time_wait_slices import KEY_END
+from core.time_wait_tier import TierCounts, TimeWaitCache
 from core.tuples import connection_keys, events_table, fold_v4_mapped, pool_keys, remote_keys
 
 MEMORY_LIMIT = 2_000_000  # remembered 4-tuples; ~28 MB at the limit
 TALKER_GRACE_SECONDS = 30.0  # how long past a TIME_WAIT length a talker is remembered
 GROWTH_WINDOW_SECONDS = 10.0
-# At the first listing nothing tells which TIME_WAIT is new; take the youngest this old
-# as the pattern new TIME_WAIT follows until the next listing.
-FIRST_ARRIVAL_WINDOW_SECONDS = 5.0
-# How far a cached row's deadline and the kernel's may differ (the dumps' own timing):
-# rows this close to the edge of what a partial listing left out are compared by 4-tuple.
-LISTING_OVERLAP_SECONDS = 0.5
+# The TIME_WAIT younger than this (by the kernel's expiry) at a listing is what "arrives":
+# the pattern new TIME_WAIT follows until its slice is listed again, and the open rates.
+# Whole listings at a faster pace use the time since the previous one.
+ARRIVAL_WINDOW_SECONDS = 5.0
 
 
 def _sorted_contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -90,11 +89,12 @@ class Sampler:
         self._growth: deque[tuple[float, str, int]] = deque()
         self._comm: dict[int, str] = {}
         self._config: PortConfig | None = None
-        self._tier = TimeWaitTier()
-        self._seen_outbound = np.zeros(0, dtype=np.uint64)  # outbound keys since the last listing
+        self._tier = TimeWaitCache()
+        # Outbound keys of the recent reads (time, sorted keys): a TIME_WAIT that arrived
+        # is a new connection only if no read saw it open (the open rates).
+        self._seen_outbound: deque[tuple[float, np.ndarray]] = deque()
         self._listed_keys = np.zeros(0, dtype=np.uint64)  # last listing's TIME_WAIT keys (no expiry given)
-        self._listing_context: tuple[object, ...] | None = None
-        self._last_listing = ""  # "full" or "incremental": what the last listing read did
+        self._listing_config: PortConfig | None = None  # the settings the cached rows' facts follow
 
     # -- facts for the screens ---------------------------------------------------
     @property
@@ -155,14 +155,11 @@ class Sampler:
         return result
 
     # -- the TIME_WAIT tier -------------------------------------------------------------
-    def _list_time_wait(self, rows: np.ndarray, expires_ms: np.ndarray | None, now: float,
-                        config: PortConfig, facts: analysis.PoolFacts,
-                        listeners: dict[int, int], read: TableRead) -> bool:
-        """A read that listed the TIME_WAIT tuples: work out each row's pool, endpoint and
-        owner once, and cache them until the next listing. A read that left out the rows
-        the cache holds (read.time_wait_omitted) is merged into it; False when that
-        cannot be done exactly (the caller treats the read as unlisted, and the next read
-        lists everything)."""
+    def _keyed(self, rows: np.ndarray, expires_ms: np.ndarray | None, now: float, window: float,
+               config: PortConfig, facts: analysis.PoolFacts, listeners: dict[int, int],
+               ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Listed TIME_WAIT rows' deadlines and facts, worked out once for the tier: pool,
+        endpoint, exact owner (the attribution memory), listener, reusability, arrival."""
         rkey = remote_keys(rows)
         pkey = pool_keys(rows, rkey)
         ckey = connection_keys(rows, pkey)
@@ -177,41 +174,58 @@ class Sampler:
             pos = np.minimum(np.searchsorted(ports, rows["lport"]), len(ports) - 1)
             on_listener = (ports[pos] == rows["lport"]) & (exact_pid < 0)
             direct_pid[on_listener] = owners[pos[on_listener]]
-        tier = self._tier
         if expires_ms is not None:
             left = expires_ms.astype(np.float64) / 1000.0
             deadline = now + left
-            window = now - tier.listed_at if tier.listed_at is not None else FIRST_ARRIVAL_WINDOW_SECONDS
             arrival = config.time_wait_seconds - left < window
         else:
             deadline = np.full(len(rows), now + config.time_wait_seconds)
-            arrival = (~_sorted_contains(self._listed_keys, ckey) if tier.listed_at is not None
+            arrival = (~_sorted_contains(self._listed_keys, ckey) if self._tier.listed_at is not None
                        else np.zeros(len(rows), dtype=bool))
             self._listed_keys = np.sort(ckey)
-        fresh = arrival & ~_sorted_contains(self._seen_outbound, ckey)
+        # Only the arrivals can be new connections: look only those up.
+        fresh = arrival.copy()
+        arrived = np.flatnonzero(arrival)
+        for at, keys in self._seen_outbound:
+            if at >= now - window - 0.5 and len(arrived):
+                fresh[arrived[_sorted_contains(keys, ckey[arrived])]] = False
         counted = tw_facts.outbound & tw_facts.in_range
-        keyed = dict(pool_key=pkey, remote_key=rkey, counted=counted,
-                     out_remote=tw_facts.outbound & (rows["rport"] > 0),
-                     reusable=analysis.tw_reusable(rows, config), exact_pid=exact_pid,
-                     direct_pid=direct_pid, arrival=arrival, fresh=fresh, conn_key=ckey)
-        # Rows keyed at an earlier listing keep their facts only while what decided them
-        # (settings, listeners) is unchanged.
-        context = (config, tuple(sorted(listeners.items())), facts.listen_ports.tobytes())
-        omitted = read.time_wait_omitted
+        return deadline, dict(pool_key=pkey, remote_key=rkey, counted=counted,
+                              out_remote=tw_facts.outbound & (rows["rport"] > 0),
+                              reusable=analysis.tw_reusable(rows, config), exact_pid=exact_pid,
+                              direct_pid=direct_pid, arrival=arrival, fresh=fresh, conn_key=ckey)
+
+    def _list_time_wait(self, rows: np.ndarray, expires_ms: np.ndarray | None, now: float,
+                        config: PortConfig, facts: analysis.PoolFacts, listeners: dict[int, int]) -> None:
+        """A read that listed every TIME_WAIT tuple: the cache is rebuilt from it."""
+        tier = self._tier
+        window = now - tier.listed_at if tier.listed_at is not None else ARRIVAL_WINDOW_SECONDS
+        deadline, keyed = self._keyed(rows, expires_ms, now, window, config, facts, listeners)
         tier.keep_rows = config.pool_scope != "per_destination"  # only whole-range pools read rows back
-        if omitted is None:
-            tier.rebuild(rows, deadline, now, **keyed)
-            self._listing_context = context
-            self._last_listing = "full"
-            return True
-        if context == self._listing_context and read.time_wait_dumped is not None and tier.merge(
-                rows, deadline, now, keep=(omitted[0] - LISTING_OVERLAP_SECONDS,
-                                           omitted[1] + LISTING_OVERLAP_SECONDS),
-                dumped=read.time_wait_dumped, overlap=2 * LISTING_OVERLAP_SECONDS, **keyed):
-            self._last_listing = "incremental"
-            return True
-        self.request_full_listing()
-        return False
+        tier.rebuild(rows, deadline, now, window=window, **keyed)
+        self._listing_config = config
+
+    def _renew_slices(self, slices: tuple[tuple[int, int], ...], now: float, config: PortConfig,
+                      facts: analysis.PoolFacts, listeners: dict[int, int]) -> None:
+        """A read that names slices of the TIME_WAIT table to list: each is listed and
+        replaces the cached rows of its slice before the next is listed (what a slice
+        costs in memory bounds the read's).
+        Cached rows keep the facts of their listing: listeners that came or went are
+        followed as the slices are renewed (within the refresh), but new settings change
+        every row's reusability and range, so they make the next read list everything."""
+        if sum(hi - lo for lo, hi in slices) == KEY_END:
+            self._listing_config = config
+        elif config != self._listing_config:
+            self.request_full_listing()
+        tier = self._tier
+        tier.keep_rows = config.pool_scope != "per_destination"
+        list_time_wait = self._source.list_time_wait  # type: ignore[attr-defined]  # see SocketSource
+        for lo, hi in slices:
+            piece = list_time_wait(lo, hi)
+            rows = fold_v4_mapped(piece.rows)
+            deadline, keyed = self._keyed(rows, piece.expires_ms, now, ARRIVAL_WINDOW_SECONDS, config, facts,
+                                          listeners)
+            tier.replace(piece.lo, piece.hi, rows, deadline, now, window=ARRIVAL_WINDOW_SECONDS, **keyed)
 
     # -- the sample -------------------------------------------------------------------
     def sample(self) -> Sample:
@@ -272,21 +286,28 @@ class Sampler:
         sorted_out = np.sort(out_keys)
         self._prev_outbound = sorted_out
         expires = read.expires_ms[is_tw] if read.expires_ms is not None else None
-        listed = read.time_wait_listed and self._list_time_wait(tw_rows, expires, now, config, facts,
-                                                                listener_of, read)
-        if listed:
-            self._seen_outbound = sorted_out
-            time_wait = self._tier.alive
-            pending = 0
+        slices = read.time_wait_slices
+        complete = read.time_wait_listed or sum(hi - lo for lo, hi in slices) == KEY_END
+        if read.time_wait_listed:
+            self._list_time_wait(tw_rows, expires, now, config, facts, listener_of)
             expired = 0
         else:
             alive_before = self._tier.alive
             self._tier.age(now)
             expired = alive_before - self._tier.alive
-            self._seen_outbound = np.union1d(self._seen_outbound, sorted_out)
-            kernel_tw = read.counters.time_wait
-            pending = max(kernel_tw - self._tier.alive, 0) if kernel_tw is not None else 0
-            time_wait = kernel_tw if kernel_tw is not None else self._tier.alive
+            if slices:
+                self._renew_slices(slices, now, config, facts, listener_of)
+        self._seen_outbound.append((now, sorted_out))
+        kept_for = max(2 * ARRIVAL_WINDOW_SECONDS, (dt or 0.0) + 1.0)  # a whole listing's window is dt
+        while self._seen_outbound and self._seen_outbound[0][0] < now - kept_for:
+            self._seen_outbound.popleft()
+        kernel_tw = read.counters.time_wait
+        if complete or kernel_tw is None:
+            time_wait = self._tier.alive
+            pending = 0
+        else:
+            pending = max(kernel_tw - self._tier.alive, 0)
+            time_wait = kernel_tw
         tier = self._tier.counts(pending)
         state_counts[TIME_WAIT] = time_wait
 
@@ -373,10 +394,11 @@ class Sampler:
                 # sentence on unattributed TIME_WAIT says what would help).
                 "kernel_events": bool(getattr(self._source, "kernel_events", False)),
                 "sockets": len(table) + time_wait,
-                # Whether this read listed the TIME_WAIT tuples; if not, how many of them
-                # come from the last listing (aged) and how many are only counted so far.
-                "time_wait_listed": listed,
-                "time_wait_listing": self._last_listing if listed else "",
+                # Whether this read listed every TIME_WAIT tuple, or some slices of them;
+                # how many come from listings (aged) and how many are only counted so far.
+                "time_wait_listed": complete,
+                "time_wait_listing": "full" if complete else "slice" if slices else "",
+                "time_wait_slices": len(slices),
                 "time_wait_cached": tier.alive,
                 "time_wait_pending": tier.pending,
             },

@@ -4,24 +4,30 @@ At 100k TIME_WAIT sockets, listing and keying every tuple each second costs more
 everything else in a sample together (DESIGN.md "Measured"). A TIME_WAIT tuple never
 changes and, on Linux, disappears on a known deadline (idiag_expires), so the reads
 between two full listings leave TIME_WAIT out (LinuxSource) and the Sampler keeps the
-rows of the last listing here, sorted by deadline: a tick drops the expired prefix and
+rows of the listings here, sorted by deadline: a tick drops the expired prefix and
 subtracts its counts from the totals taken at the listing, so a tick costs in
-proportion to the rows that expired, not to the rows held.
+proportion to the rows that expired, not to the rows held. Above a few thousand
+TIME_WAIT a listing covers one slice of the table (a range of port keys, local port
+<< 16 | remote port: core.time_wait_slices) and replaces just the cached rows of that
+slice, so no read lists them all.
 
 Per row, what the listing worked out once: pool, remote endpoint, exact owner (from
 the attribution memory), listener (inferred owner), reusability. TIME_WAIT created
-since the last listing is only a count (sockstat tw minus the live cached rows); it is
-spread over pools, endpoints and processes like the TIME_WAIT that appeared between the
-last two listings ("arrivals"), and what it gives a process is labelled inferred.
+since its slice was listed is only a count (sockstat tw minus the live cached rows); it
+is spread over pools, endpoints and processes like the TIME_WAIT the listings found
+young ("arrivals": younger than the arrival window, by the kernel's expiry), and what
+it gives a process is labelled inferred.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from core.model import empty_table
+from core.time_wait_slices import KEY_END
 
 _NONE = -1
 
@@ -140,8 +146,7 @@ class TimeWaitTier:
         self.listed_at: float | None = None
         self._rows = empty_table()
         self._deadline = np.zeros(0, dtype=np.float64)
-        self._lport = np.zeros(0, dtype=np.uint16)
-        self._conn = np.zeros(0, dtype=np.uint64)
+        self._port_key = np.zeros(0, dtype=np.uint32)  # local port << 16 | remote port
         self._pids = np.zeros(0, dtype=np.int64)
         self._pair_pids = np.zeros(0, dtype=np.int64)
         self._pair_rkeys = np.zeros(0, dtype=np.uint64)
@@ -149,6 +154,8 @@ class TimeWaitTier:
         self._pool_rows = self._remote_rows = empty_table()
         self._exact = self._pair = self._direct = self._pool = self._remote = np.zeros(0, dtype=np.int32)
         self._rest = self._held = self._reusable = self._out_remote = np.zeros(0, dtype=bool)
+        self._arrived = self._fresh = np.zeros(0, dtype=bool)
+        self._window = 0.0
         self._totals = self._aggregate(0, 0)
         self._arrivals = self._aggregate(0, 0)
         self._arrival_count = 0
@@ -173,132 +180,141 @@ class TimeWaitTier:
         return self._deadline[self._start:] - now
 
     # -- a listing ----------------------------------------------------------------------
-    def rebuild(self, rows: np.ndarray, deadline: np.ndarray, now: float, *, pool_key: np.ndarray,
-                remote_key: np.ndarray, counted: np.ndarray, out_remote: np.ndarray,
+    def rebuild(self, rows: np.ndarray, deadline: np.ndarray, now: float, *, window: float,
+                pool_key: np.ndarray, remote_key: np.ndarray, counted: np.ndarray, out_remote: np.ndarray,
                 reusable: np.ndarray, exact_pid: np.ndarray, direct_pid: np.ndarray,
                 arrival: np.ndarray, fresh: np.ndarray, conn_key: np.ndarray | None = None) -> None:
-        """Replace the cache with a listing's TIME_WAIT rows.
+        """Replace the cache with a listing of every TIME_WAIT row.
 
-        arrival: bool per row, created since the previous listing; fresh: arrivals
+        arrival: bool per row, created within the last `window` seconds; fresh: arrivals
         never seen as an outbound connection (new tuples, for the open rates);
-        conn_key: the rows' 4-tuple keys (core.tuples.connection_keys), needed by merge."""
-        self._install(0, 0, rows, deadline, now, pool_key=pool_key, remote_key=remote_key, counted=counted,
-                      out_remote=out_remote, reusable=reusable, exact_pid=exact_pid, direct_pid=direct_pid,
-                      arrival=arrival, fresh=fresh, conn_key=conn_key)
+        conn_key: the rows' 4-tuple keys (core.tuples.connection_keys; not kept)."""
+        self._install(np.zeros(0, dtype=np.int64), rows, deadline, now, window=window, pool_key=pool_key,
+                      remote_key=remote_key, counted=counted, out_remote=out_remote, reusable=reusable,
+                      exact_pid=exact_pid, direct_pid=direct_pid, arrival=arrival, fresh=fresh,
+                      conn_key=conn_key)
 
-    def merge(self, rows: np.ndarray, deadline: np.ndarray, now: float, *, keep: tuple[float, float],
-              dumped: int, pool_key: np.ndarray, remote_key: np.ndarray, counted: np.ndarray,
-              out_remote: np.ndarray, reusable: np.ndarray, exact_pid: np.ndarray, direct_pid: np.ndarray,
-              arrival: np.ndarray, fresh: np.ndarray, conn_key: np.ndarray,
-              overlap: float = 1.0) -> bool:
-        """Add a partial listing to the cache instead of replacing it: keep the cached
-        rows with keep[0] < seconds left <= keep[1] (the ones the listing left out, by
-        the cache's deadlines), drop the others, add the listed rows; a listed row
-        already kept (deadlines differ by the dumps' timing, so rows within `overlap`
-        seconds of the kept band's edges are compared by 4-tuple) is added once.
+    def replace(self, lo: int, hi: int, rows: np.ndarray, deadline: np.ndarray, now: float, *,
+                window: float, pool_key: np.ndarray, remote_key: np.ndarray, counted: np.ndarray,
+                out_remote: np.ndarray, reusable: np.ndarray, exact_pid: np.ndarray, direct_pid: np.ndarray,
+                arrival: np.ndarray, fresh: np.ndarray, conn_key: np.ndarray | None = None) -> None:
+        """A listing of one slice: every TIME_WAIT row whose port key (local port << 16 |
+        remote port) is in [lo, hi). The cached rows of that slice are dropped (ended, or
+        listed again here) and the listed ones added; the others are kept as they are.
+        Arguments as for rebuild."""
+        live = self._port_key[self._start:]
+        kept = np.flatnonzero((live < lo) | (live >= hi)) + self._start
+        self._install(kept, rows, deadline, now, window=window, pool_key=pool_key, remote_key=remote_key,
+                      counted=counted, out_remote=out_remote, reusable=reusable, exact_pid=exact_pid,
+                      direct_pid=direct_pid, arrival=arrival, fresh=fresh, conn_key=conn_key)
 
-        Returns False, changing nothing, when kept plus added rows are not exactly the
-        `dumped` TIME_WAIT sockets the kernel listed (some ended early, e.g. taken over by
-        tcp_tw_reuse or killed by a reset; or the cache is not the previous listing's):
-        the caller lists everything instead."""
-        lo = int(np.searchsorted(self._deadline, now + keep[0], side="right"))
-        hi = int(np.searchsorted(self._deadline, now + keep[1], side="right"))
-        lo = max(lo, self._start)
-        hi = max(hi, lo)
-        edges = np.concatenate([
-            self._conn[lo:max(lo, int(np.searchsorted(self._deadline, now + keep[0] + overlap, "right")))],
-            self._conn[min(hi, int(np.searchsorted(self._deadline, now + keep[1] - overlap, "right"))):hi]])
-        new = ~np.isin(conn_key, edges) if len(edges) else np.ones(len(rows), dtype=bool)
-        if (hi - lo) + int(np.count_nonzero(new)) != dumped or self.keep_rows and not self._has_rows():
-            return False
-        new = np.flatnonzero(new)  # an index, not a mask: rows are moved as whole records
-        self._install(lo, hi, rows[new], deadline[new], now, pool_key=pool_key[new],
-                      remote_key=remote_key[new], counted=counted[new], out_remote=out_remote[new],
-                      reusable=reusable[new], exact_pid=exact_pid[new], direct_pid=direct_pid[new],
-                      arrival=arrival[new], fresh=fresh[new], conn_key=conn_key[new])
-        return True
+    def drop_range(self, lo: int, hi: int) -> None:
+        """Forget the cached rows whose port key is in [lo, hi) (listed elsewhere now)."""
+        live = self._port_key[self._start:]
+        kept = np.flatnonzero((live < lo) | (live >= hi)) + self._start
+        if len(kept) == len(live):
+            return
+        empty = np.zeros(0, dtype=bool)
+        none = np.zeros(0, dtype=np.int32)
+        self._install(kept, empty_table(), np.zeros(0), self.listed_at or 0.0, window=self._window,
+                      pool_key=np.zeros(0, dtype=np.uint64), remote_key=np.zeros(0, dtype=np.uint64),
+                      counted=empty, out_remote=empty, reusable=empty, exact_pid=none, direct_pid=none,
+                      arrival=empty, fresh=empty, conn_key=None)
 
-    def _install(self, lo: int, hi: int, rows: np.ndarray, deadline: np.ndarray, now: float, *,
+    @property
+    def arrival_count(self) -> int:
+        return self._arrival_count
+
+    def _install(self, kept: np.ndarray, rows: np.ndarray, deadline: np.ndarray, now: float, *, window: float,
                  pool_key: np.ndarray, remote_key: np.ndarray, counted: np.ndarray, out_remote: np.ndarray,
                  reusable: np.ndarray, exact_pid: np.ndarray, direct_pid: np.ndarray, arrival: np.ndarray,
                  fresh: np.ndarray, conn_key: np.ndarray | None) -> None:
-        """The cached rows lo:hi (sorted by deadline) plus new rows become the cache."""
-        interval = None if self.listed_at is None else now - self.listed_at
-        n_kept, n = hi - lo, len(rows)
-        pool_keys, pool_rows, pool_idx = _merge_keys(self._pool_keys, self._pool[lo:hi], pool_key, counted,
+        """The cached rows at index `kept` (in deadline order) plus new rows become the cache."""
+        n_kept, n = len(kept), len(rows)
+        pool_keys, pool_rows, pool_idx = _merge_keys(self._pool_keys, self._pool[kept], pool_key, counted,
                                                      self._pool_rows, rows)
         remote_keys, remote_rows, remote_idx = _merge_keys(
-            self._remote_keys, self._remote[lo:hi], remote_key, np.ones(n, dtype=bool), self._remote_rows,
+            self._remote_keys, self._remote[kept], remote_key, np.ones(n, dtype=bool), self._remote_rows,
             rows)
         new_pids = np.concatenate([exact_pid, direct_pid]).astype(np.int64)
-        pids, _, pid_idx = _merge_keys(self._pids, np.concatenate([self._exact[lo:hi], self._direct[lo:hi]]),
+        pids, _, pid_idx = _merge_keys(self._pids, np.concatenate([self._exact[kept], self._direct[kept]]),
                                        new_pids, new_pids >= 0)
         exact_idx = np.concatenate([pid_idx[:n_kept], pid_idx[2 * n_kept:2 * n_kept + n]])
         direct_idx = np.concatenate([pid_idx[n_kept:2 * n_kept], pid_idx[2 * n_kept + n:]])
-        pair_pids, pair_rkeys, pair_idx = self._merge_pairs(lo, hi, pids, remote_keys, exact_idx[n_kept:],
+        pair_pids, pair_rkeys, pair_idx = self._merge_pairs(kept, pids, remote_keys, exact_idx[n_kept:],
                                                             remote_idx[n_kept:])
-        all_deadline = np.concatenate([self._deadline[lo:hi], deadline])
-        # Kept rows are sorted already and new ones mostly later: a stable sort of two runs.
-        order = np.argsort(all_deadline, kind="stable")
+        # Kept rows are sorted already: only the new ones are sorted, then each is put
+        # where it goes among the kept (searchsorted), with no sort of the whole cache.
+        new_order = np.argsort(deadline, kind="stable")
+        kept_deadline = self._deadline[kept]
+        new_at = np.searchsorted(kept_deadline, deadline[new_order], side="right") + np.arange(n)
+        where = np.empty(n_kept + n, dtype=np.int64)
+        where[n_kept + new_order] = new_at
+        is_new = np.zeros(n_kept + n, dtype=bool)
+        is_new[new_at] = True
+        where[:n_kept] = np.flatnonzero(~is_new)
 
-        # Where each kept and each added row goes: scattered straight into place, so a
-        # listing holds the old and the new arrays, never a joined copy besides.
-        where = np.empty(len(order), dtype=np.int64)
-        where[order] = np.arange(len(order))
-
-        def joined(kept: np.ndarray, added: np.ndarray) -> np.ndarray:
-            result = np.empty(len(order), dtype=added.dtype)
-            _put(result, where[:n_kept], kept)
+        def joined(kept_part: np.ndarray, added: np.ndarray) -> np.ndarray:
+            # Scattered straight into place: a listing holds the old and the new
+            # arrays, never a joined copy besides.
+            result = np.empty(n_kept + n, dtype=added.dtype)
+            _put(result, where[:n_kept], kept_part)
             _put(result, where[n_kept:], added)
             return result
 
-        self._rows = joined(self._rows[lo:hi], rows) if self.keep_rows else empty_table()
-        self._deadline = all_deadline[order]
-        # Local ports kept per row (whole rows are not, on Linux): the whole-range judgement.
-        self._lport = joined(self._lport[lo:hi], rows["lport"].astype(np.uint16))
-        self._port_rows = np.bincount(self._lport, minlength=65536).astype(np.int32)
-        self._conn = joined(self._conn[lo:hi], conn_key if conn_key is not None
-                            else np.zeros(n, dtype=np.uint64))
+        def placed(index: np.ndarray) -> np.ndarray:
+            result = np.empty(n_kept + n, dtype=index.dtype)
+            result[where] = index
+            return result
+
+        self._rows = joined(self._rows[kept], rows) if self.keep_rows and self._has_rows() else empty_table()
+        self._deadline = joined(kept_deadline, deadline.astype(np.float64))
+        # Port keys kept per row (whole rows are not, on Linux): slices, and the
+        # whole-range judgement (local ports).
+        self._port_key = joined(self._port_key[kept], (rows["lport"].astype(np.uint32) << np.uint32(16))
+                                | rows["rport"].astype(np.uint32))
+        self._port_rows = np.bincount(self._port_key >> np.uint32(16), minlength=65536).astype(np.int32)
         self._pids, self._pool_keys, self._remote_keys = pids, pool_keys, remote_keys
         assert pool_rows is not None and remote_rows is not None
         self._pool_rows, self._remote_rows = pool_rows, remote_rows
         self._pair_pids, self._pair_rkeys = pair_pids, pair_rkeys
-        self._pair = pair_idx[order]
-        self._exact = exact_idx[order]
-        self._direct = direct_idx[order]
+        self._pair = placed(pair_idx)
+        self._exact = placed(exact_idx)
+        self._direct = placed(direct_idx)
         self._rest = (self._exact < 0) & (self._direct < 0)
-        self._pool = pool_idx[order]
-        self._remote = remote_idx[order]
-        self._held = joined(self._held[lo:hi], counted & ~reusable)
-        self._reusable = joined(self._reusable[lo:hi], counted & reusable)
-        self._out_remote = joined(self._out_remote[lo:hi], out_remote)
+        self._pool = placed(pool_idx)
+        self._remote = placed(remote_idx)
+        self._held = joined(self._held[kept], counted & ~reusable)
+        self._reusable = joined(self._reusable[kept], counted & reusable)
+        self._out_remote = joined(self._out_remote[kept], out_remote)
+        self._arrived = joined(self._arrived[kept], arrival)
+        self._fresh = joined(self._fresh[kept], fresh & (exact_pid >= 0))
         self._start = 0
         self.listed_at = now
-        self._totals = self._aggregate(0, len(order))
+        self._window = window
+        self._totals = self._aggregate(0, n_kept + n)
 
-        # Arrivals: how new TIME_WAIT spreads, for the rows pending until the next listing.
-        arrived = joined(np.zeros(n_kept, dtype=bool), arrival)
-        self._arrival_count = int(arrived.sum())
-        self._arrivals = self._aggregate(0, len(order), arrived)
+        # Arrivals: how new TIME_WAIT spreads, for the rows pending until their next
+        # listing; and, per second of the window, the open rates.
+        self._arrival_count = int(np.count_nonzero(self._arrived))
+        self._arrivals = self._aggregate(0, n_kept + n, self._arrived)
         self._rate_pool, self._rate_pid = {}, {}
-        if interval and interval > 0:
+        if window > 0:
             # Every outbound TIME_WAIT that arrived is a connection this host opened and
             # closed first: what fills a pool (accepted connections' never count).
-            new = arrival & counted
-            if new.any():
-                uniq, counts = np.unique(pool_key[new], return_counts=True)
-                self._rate_pool = {int(k): c / interval for k, c in zip(uniq.tolist(), counts.tolist(),
-                                                                         strict=True)}
-            owned = fresh & (exact_pid >= 0)
-            if owned.any():
-                uniq, counts = np.unique(exact_pid[owned], return_counts=True)
-                self._rate_pid = {int(p): c / interval for p, c in zip(uniq.tolist(), counts.tolist(),
-                                                                        strict=True)}
+            tw = self._arrivals.pool_tw
+            self._rate_pool = {int(k): c / window for k, c in zip(self._pool_keys.tolist(), tw.tolist(),
+                                                                   strict=True) if c}
+            owned = self._exact[self._arrived & self._fresh]
+            if len(owned):
+                counts = np.bincount(owned, minlength=len(self._pids))
+                self._rate_pid = {int(p): c / window for p, c in zip(self._pids.tolist(), counts.tolist(),
+                                                                      strict=True) if c}
 
-    def _merge_pairs(self, lo: int, hi: int, pids: np.ndarray, remote_keys: np.ndarray, new_exact: np.ndarray,
+    def _merge_pairs(self, kept: np.ndarray, pids: np.ndarray, remote_keys: np.ndarray, new_exact: np.ndarray,
                      new_remote: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The (owner pid, remote key) dictionary of the exactly owned rows for the kept
-        rows lo:hi plus new rows whose indices into the merged `pids` / `remote_keys` are
+        rows (indices) plus new rows whose indices into the merged `pids` / `remote_keys` are
         new_exact / new_remote; returns its pids, its remote keys and every row's index
         (kept rows' first; -1 where not owned). A pair is coded as pid index * len(remote
         keys) + remote index: both dictionaries are sorted, so codes sort as the pairs do
@@ -313,11 +329,12 @@ class TimeWaitTier:
                              & (remote_keys[rkey_at[present]] == self._pair_rkeys[present]))
         codes = pid_at[present].astype(np.int64) * width + rkey_at[present]
         renumber = (np.cumsum(present) - 1).astype(np.int32)
-        kept = self._pair[lo:hi]
-        kept = np.where(kept >= 0, renumber[np.maximum(kept, 0)] if len(renumber) else _NONE, _NONE)
+        kept_pairs = self._pair[kept]
+        renumbered = renumber[np.maximum(kept_pairs, 0)] if len(renumber) else _NONE
+        kept_pairs = np.where(kept_pairs >= 0, renumbered, _NONE)
         owned = new_exact >= 0
         new_codes = np.where(owned, new_exact.astype(np.int64) * width + new_remote, 0)
-        merged, _, index = _merge_keys(codes, kept.astype(np.int32), new_codes, owned)
+        merged, _, index = _merge_keys(codes, kept_pairs.astype(np.int32), new_codes, owned)
         return pids[merged // width], remote_keys[merged % width], index
 
     def arrival_share(self, pool_key: int | None) -> float:
@@ -375,8 +392,8 @@ class TimeWaitTier:
         """Drop the rows whose TIME_WAIT has run out by `now`."""
         start = max(self._start, int(np.searchsorted(self._deadline, now, side="right")))
         if start > self._start:
-            gone = self._lport[self._start:start]
-            self._port_rows -= np.bincount(gone, minlength=65536)
+            gone = self._port_key[self._start:start] >> np.uint32(16)
+            self._port_rows -= np.bincount(gone, minlength=65536).astype(np.int32)
         self._start = start
 
     def held_ports(self) -> np.ndarray:
@@ -434,4 +451,139 @@ class TimeWaitTier:
             remote_tw=remote_tw[live_remotes],
             open_rate_by_pool=self._rate_pool,
             open_rate_by_pid=self._rate_pid,
+        )
+
+
+def _combined(keys: list[np.ndarray], values: list[list[np.ndarray]], rows: list[np.ndarray] | None = None,
+              ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray | None]:
+    """Per-key arrays of several segments as one: sorted unique keys, each value summed
+    (or, for bools, any), and one label row per key."""
+    all_keys = np.concatenate(keys) if keys else np.zeros(0, dtype=np.uint64)
+    uniq, first, inverse = np.unique(all_keys, return_index=True, return_inverse=True)
+    summed = []
+    for parts in values:
+        joined = np.concatenate(parts)
+        total = np.bincount(inverse, weights=joined.astype(np.float64), minlength=len(uniq))
+        summed.append(total > 0 if joined.dtype == bool else total.astype(np.int64))
+    label = np.concatenate(rows)[first] if rows is not None else None
+    return uniq, summed, label
+
+
+def _added(dicts: list[dict]) -> dict:
+    result: dict = {}
+    for d in dicts:
+        for k, v in d.items():
+            result[k] = result.get(k, 0) + v
+    return result
+
+
+class TimeWaitCache:
+    """The cached TIME_WAIT rows as segments, one per slice of port keys, each a
+    TimeWaitTier: renewing a slice rebuilds its segment only, so what a listing costs
+    (time and memory) follows the slice, not the whole cache. A whole listing is one
+    segment; a slice listed across segments cuts the ones it overlaps."""
+
+    def __init__(self) -> None:
+        self.keep_rows = True
+        self.listed_at: float | None = None
+        self._segments: list[tuple[int, int, TimeWaitTier]] = []
+
+    @property
+    def alive(self) -> int:
+        return sum(tier.alive for _, _, tier in self._segments)
+
+    def alive_rows(self) -> np.ndarray:
+        parts = [tier.alive_rows() for _, _, tier in self._segments]
+        return np.concatenate(parts) if parts else empty_table()
+
+    def expires_left(self, now: float) -> np.ndarray:
+        """Seconds each live cached row has left, sorted (for tests and diagnostics)."""
+        parts = [tier.expires_left(now) for _, _, tier in self._segments]
+        return np.sort(np.concatenate(parts)) if parts else np.zeros(0)
+
+    def rebuild(self, rows: np.ndarray, deadline: np.ndarray, now: float, **keyed: Any) -> None:
+        """Replace the whole cache with a listing of every TIME_WAIT row."""
+        self._segments = []
+        self.replace(0, KEY_END, rows, deadline, now, **keyed)
+
+    def replace(self, lo: int, hi: int, rows: np.ndarray, deadline: np.ndarray, now: float,
+                **keyed: Any) -> None:
+        """A listing of every TIME_WAIT row whose port key is in [lo, hi) (TimeWaitTier.replace)."""
+        kept = []
+        for seg_lo, seg_hi, tier in self._segments:
+            if seg_hi <= lo or seg_lo >= hi:
+                kept.append((seg_lo, seg_hi, tier))
+            elif not (lo <= seg_lo and seg_hi <= hi):
+                tier.drop_range(lo, hi)  # a slice across segments: cut (after new cuts)
+                if tier.alive:
+                    kept.append((seg_lo, seg_hi, tier))
+        segment = TimeWaitTier(keep_rows=self.keep_rows)
+        segment.rebuild(rows, deadline, now, **keyed)
+        kept.append((lo, hi, segment))
+        self._segments = sorted(kept, key=lambda s: s[0])
+        self.listed_at = now
+
+    def age(self, now: float) -> None:
+        for _, _, tier in self._segments:
+            tier.age(now)
+
+    def held_ports(self) -> np.ndarray:
+        """bool per port number 0-65535: some live cached TIME_WAIT row holds it."""
+        held = np.zeros(65536, dtype=bool)
+        for _, _, tier in self._segments:
+            held |= tier.held_ports()
+        return held
+
+    def arrival_share(self, pool_key: int | None) -> float:
+        total = sum(tier.arrival_count for _, _, tier in self._segments)
+        if not total:
+            return 0.0
+        return sum(tier.arrival_share(pool_key) * tier.arrival_count for _, _, tier in self._segments) / total
+
+    def remote_row(self, rkey: int) -> np.ndarray | None:
+        for _, _, tier in self._segments:
+            row = tier.remote_row(rkey)
+            if row is not None:
+                return row
+        return None
+
+    def counts(self, pending: int) -> TierCounts:
+        """The segments' counts together; TIME_WAIT not listed yet is spread over the
+        segments in proportion to their arrivals (each then spreads its share like them)."""
+        tiers = [tier for _, _, tier in self._segments]
+        if len(tiers) == 1:
+            return tiers[0].counts(pending)
+        shares = apportion(max(int(pending), 0), np.array([t.arrival_count for t in tiers], dtype=np.int64))
+        parts = [t.counts(int(share)) for t, share in zip(tiers, shares.tolist(), strict=True)]
+        if not parts:
+            return TimeWaitTier().counts(pending)
+        rest_keys, (rest_counts,), _ = _combined([p.rest_keys for p in parts],
+                                                 [[p.rest_counts for p in parts]])
+        pool_keys, (pool_held, pool_tw, pool_reusable), pool_rows = _combined(
+            [p.pool_keys for p in parts],
+            [[p.pool_held for p in parts], [p.pool_tw for p in parts], [p.pool_reusable for p in parts]],
+            [p.pool_rows for p in parts])
+        remote_keys, (remote_tw,), remote_rows = _combined([p.remote_keys for p in parts],
+                                                           [[p.remote_tw for p in parts]],
+                                                           [p.remote_rows for p in parts])
+        assert pool_rows is not None and remote_rows is not None
+        return TierCounts(
+            alive=sum(p.alive for p in parts),
+            pending=sum(p.pending for p in parts),
+            exact=_added([p.exact for p in parts]),
+            exact_pairs=_added([p.exact_pairs for p in parts]),
+            direct=_added([p.direct for p in parts]),
+            pending_pairs=_added([p.pending_pairs for p in parts]),
+            rest_keys=rest_keys,
+            rest_counts=rest_counts,
+            pool_keys=pool_keys,
+            pool_rows=pool_rows,
+            pool_held=pool_held,
+            pool_tw=pool_tw,
+            pool_reusable=pool_reusable,
+            remote_keys=remote_keys,
+            remote_rows=remote_rows,
+            remote_tw=remote_tw,
+            open_rate_by_pool=_added([p.open_rate_by_pool for p in parts]),
+            open_rate_by_pid=_added([p.open_rate_by_pid for p in parts]),
         )

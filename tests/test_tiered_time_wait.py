@@ -1,5 +1,6 @@
 """The cached TIME_WAIT tier: reads that leave TIME_WAIT out, rows aged by their kernel
-expiry, counts kept equal to the kernel's, attribution kept across cached ticks.
+expiry, slices of it renewed one at a time, counts kept equal to the kernel's,
+attribution kept across cached ticks.
 
 Real sockets in private namespaces; the source is the real LinuxSource with the tier
 switched on at a low threshold (tier_min=1) and listings only when asked for.
@@ -66,6 +67,9 @@ class WrappedSource:
 
     def request_listing(self) -> None:
         self.source.request_listing()
+
+    def list_time_wait(self, lo: int, hi: int) -> Any:
+        return self.source.list_time_wait(lo, hi)
 
     def read_counters(self) -> Any:
         return self.source.read_counters()
@@ -256,12 +260,12 @@ def test_ageing_subtracts_exactly_what_a_recount_gives() -> None:
                 reusable=np.zeros(10, bool), exact_pid=exact, direct_pid=none,
                 arrival=np.zeros(10, bool), fresh=np.zeros(10, bool))
     tier = TimeWaitTier()
-    tier.rebuild(rows, deadline, 0.0, **args)
+    tier.rebuild(rows, deadline, 0.0, window=5.0, **args)
     tier.age(4.5)  # drops deadlines 1, 2, 3, 4
     aged = tier.counts(0)
     keep = deadline > 4.5
     fresh = TimeWaitTier()
-    fresh.rebuild(rows[keep], deadline[keep], 0.0,
+    fresh.rebuild(rows[keep], deadline[keep], 0.0, window=5.0,
                   **{k: (v[keep] if isinstance(v, np.ndarray) else v) for k, v in args.items()})
     recount = fresh.counts(0)
     assert aged.alive == recount.alive == 6
@@ -316,10 +320,12 @@ def _tier_view(tier: TimeWaitTier, pending: int = 0) -> dict[str, Any]:
             "held_ports": np.flatnonzero(tier.held_ports()).tolist()}
 
 
-def test_merge_equals_a_rebuild_from_every_row() -> None:
-    """Kept rows (by deadline band) plus listed ones, duplicates at the edges counted once,
-    give the same counts as a tier rebuilt from all of them; a count that disagrees with
-    the kernel's changes nothing."""
+def test_replacing_a_slice_equals_a_rebuild_from_every_row() -> None:
+    """A slice's listing (every TIME_WAIT row whose port key is in [lo, hi)) replaces the
+    cached rows of that slice only: rows that ended early there go, new ones come, the
+    others stay; the counts equal a tier rebuilt from all of them, and stay equal as
+    both age."""
+    from core.time_wait_slices import port_keys
     from tests.tables import churn, table
 
     rows = table(*churn(8, remote="10.0.0.9:443"), *churn(6, remote="10.0.0.8:80", first_port=50100))
@@ -331,30 +337,28 @@ def test_merge_equals_a_rebuild_from_every_row() -> None:
                 direct_pid=np.array([-1, 5, -1, -1, -1, -1, -1, -1, -1, -1, -1, 5, -1, -1], np.int32),
                 arrival=np.zeros(n, bool), fresh=np.zeros(n, bool),
                 conn_key=np.arange(n, dtype=np.uint64) + 100)
+    keys = port_keys(rows).astype(np.int64)
     first = deadline < 40  # the earlier listing; rows 6, 7, 13 arrive later
+    early_end = np.zeros(n, bool)
+    early_end[[3, 10]] = True  # taken over by tcp_tw_reuse or reset: gone before their deadline
     tier = TimeWaitTier(keep_rows=False)
-    tier.rebuild(rows[first], deadline[first], 0.0, **{k: v[first] for k, v in args.items()})
-    # The later listing, at t=1: the kernel left out 2 < left <= 8 (deadline 3..9); it
-    # lists the rest, including 2 rows inside the kept band's 1 s overlap (deadlines 9, 10)
-    # that the cache keeps too.
+    tier.rebuild(rows[first], deadline[first], 0.0, window=5.0, **{k: v[first] for k, v in args.items()})
+    # The slice holds rows of both remotes: the second remote's ports and the first's last three.
+    lo, hi = int(keys[5]), int(keys[n - 1]) + 1
+    in_slice = (keys >= lo) & (keys < hi)
+    assert 0 < in_slice.sum() < n and (in_slice & ~first).any() and (in_slice & early_end).any()
     now = 1.0
-    listed = (~first | (deadline - now <= 2) | (deadline - now > 8) | (deadline == 9)) & (deadline > now)
-    expected = int(np.count_nonzero(deadline > now))
-    assert not tier.merge(rows[listed], deadline[listed], now, keep=(1.5, 8.5), dumped=expected + 1,
-                          overlap=1.0, **{k: v[listed] for k, v in args.items()})
-    assert tier.alive == int(first.sum())  # refused: unchanged
-    assert tier.merge(rows[listed], deadline[listed], now, keep=(1.5, 8.5), dumped=expected, overlap=1.0,
-                      **{k: v[listed] for k, v in args.items()})
     tier.age(now)
+    listed = in_slice & ~early_end & (deadline > now)
+    tier.replace(lo, hi, rows[listed], deadline[listed], now, window=5.0, **{k: v[listed] for k, v in args.items()})
+    alive = (deadline > now) & ((first & ~in_slice) | listed)
     whole = TimeWaitTier(keep_rows=False)
-    alive = deadline > now
-    whole.rebuild(rows[alive], deadline[alive], now, **{k: v[alive] for k, v in args.items()})
-    assert tier.alive == whole.alive == expected
+    whole.rebuild(rows[alive], deadline[alive], now, window=5.0, **{k: v[alive] for k, v in args.items()})
+    assert tier.alive == whole.alive == int(alive.sum())
     assert _tier_view(tier) == _tier_view(whole)
-    assert np.array_equal(np.sort(tier.expires_left(now)), np.sort(whole.expires_left(now)))
-    # Whose exact TIME_WAIT goes where, and the ports held, follow kept and new rows; a
-    # pair whose rows all ended (pid 7 toward remote 1 keeps only its later rows) goes.
-    assert _tier_view(tier)["pairs"] == {(7, 1): 1, (7, 2): 1, (8, 1): 1, (8, 2): 1, (9, 1): 1, (9, 2): 1}
+    assert np.array_equal(tier.expires_left(now), np.sort(whole.expires_left(now)))  # sorted by deadline
+    # Row 3 ended early outside the slice: it stays cached until its own slice is listed.
+    assert alive[3] and not alive[10]
     later = 7.5  # ageing keeps them in step too
     tier.age(later)
     whole.age(later)
@@ -362,41 +366,65 @@ def test_merge_equals_a_rebuild_from_every_row() -> None:
     assert len(_tier_view(tier)["held_ports"]) == tier.alive
 
 
-class CountSkewed(WrappedSource):
-    """A partial listing's TIME_WAIT count off by `skew`, as when a cached TIME_WAIT
-    socket ended early (tcp_tw_reuse, a reset)."""
+class Sliced(WrappedSource):
+    """The Sampler fed slices as LinuxSource feeds them above its threshold, cut here
+    from a whole real dump at the test's command (which slices the next read lists), so
+    a test decides when each slice is renewed. The kernel's own slice filter is checked
+    in tests/test_port_key_filter.py, the pace in tests/test_time_wait_slices.py."""
 
-    def __init__(self, source: Any) -> None:
+    def __init__(self, source: Any, cuts: list[int]) -> None:
         super().__init__(source)
-        self.skew = 0
+        self.cuts = cuts
+        self.next: list[int] = list(range(len(cuts) - 1))  # the first read lists everything
+        self.requests = 0
+
+    def request_listing(self) -> None:
+        self.requests += 1
+        self.next = list(range(len(self.cuts) - 1))
 
     def read(self, with_table: bool = True) -> TableRead:
+        from core.model import TIME_WAIT
+
         read = self.source.read(with_table)
-        if read.time_wait_omitted is not None and read.time_wait_dumped is not None:
-            read = dataclasses.replace(read, time_wait_dumped=read.time_wait_dumped + self.skew)
-        return read
+        assert read.time_wait_listed and read.expires_ms is not None  # a whole dump underneath
+        is_tw = read.table["state"] == TIME_WAIT
+        self.tw, self.left = read.table[is_tw], read.expires_ms[is_tw]
+        slices = tuple((self.cuts[i], self.cuts[i + 1]) for i in self.next)
+        self.next = []
+        return dataclasses.replace(read, table=read.table[~is_tw], expires_ms=None, time_wait_listed=False,
+                                   time_wait_slices=slices)
+
+    def list_time_wait(self, lo: int, hi: int) -> Any:
+        from core.model import TimeWaitPiece
+        from core.time_wait_slices import port_keys
+
+        keys = port_keys(self.tw).astype(np.int64)
+        mine = (keys >= lo) & (keys < hi)
+        return TimeWaitPiece(lo, hi, self.tw[mine].copy(), self.left[mine])
 
 
-def _incremental_vs_full() -> dict[str, Any]:
-    """Two samplers over the same namespace and history: one merges partial listings,
-    the other rebuilds from a whole listing each time."""
+def _sliced_vs_whole() -> dict[str, Any]:
+    """Two samplers over the same namespace and history: one renews the TIME_WAIT cache
+    slice by slice, the other lists everything at every read."""
     from core.sampler import Sampler
     from core.sources.linux import LinuxSource
 
     listener = Listener(mode="client_closes")
-    sources = [CountSkewed(LinuxSource(trace=False, tier_min=1, refresh_seconds=3600.0)) for _ in range(2)]
+    # Three slices of the client ports (the range is 40000-40999): ~1/3 of the rows each.
+    cuts = [0, 40333 << 16, 40666 << 16, 1 << 32]
+    sliced_source = Sliced(LinuxSource(trace=False, tier_min=1 << 30), cuts)
+    sources = [sliced_source, WrappedSource(LinuxSource(trace=False, tier_min=1 << 30))]
     samplers = [Sampler(s) for s in sources]
-    partial, whole = samplers
+    sliced, whole = samplers
 
     def both() -> list[Any]:
         return [s.sample() for s in samplers]
 
     first = Holder(listener.port, 40)
-    both()  # whole listings: the holder's 40 connections are seen owned
+    both()  # everything listed: the holder's 40 connections are seen owned
     first.close_all()
     held = wait_until(lambda: _client_tw(listener.port), 20, "the first holder's TIME_WAIT")
-    for s in sources:
-        s.request_listing()
+    sliced_source.next = [0, 1, 2]
     both()
     # Churn after that listing: a second holder seen owned, then closed; a third never
     # seen open (its TIME_WAIT can only be inferred).
@@ -411,18 +439,18 @@ def _incremental_vs_full() -> dict[str, Any]:
     third = Holder(listener.port, 20)
     third.close_all()
     wait_until(lambda: _client_tw(listener.port) >= after_second + 14, 20, "the third holder's TIME_WAIT")
-    sources[0].source.refresh_seconds = 0.0  # list on the next read: a partial listing
-    sources[1].request_listing()  # a whole listing
-    merged, rebuilt = both()
+    renewed = []
+    for i in range(3):  # one slice a read, as at a steady pace
+        sliced_source.next = [i]
+        renewed.append(both())
     kernel_tw = sockstat_tw()
-    # A count that disagrees: the partial listing is refused, that read counts as unlisted
-    # (sockstat's count, the cache aged) and the next read lists everything.
-    sources[0].skew = 1
-    refused = partial.sample()
-    kernel_refused = sockstat_tw()
-    after = partial.sample()
-    kernel_after = sockstat_tw()
-    whole_again = whole.sample()  # refresh 3600 s: a cached read, for the comparison
+    # New settings change every cached row's facts: the next read lists everything.
+    with open("/proc/sys/net/ipv4/tcp_tw_reuse", "w") as f:
+        f.write("1")
+    sliced_source.next = [0]
+    changed = sliced.sample()
+    requests_after_change = sliced_source.requests
+    relisted = sliced.sample()
     pids = (first.proc.pid, second.proc.pid, third.proc.pid)
     for holder in (first, second, third):
         holder.stop()
@@ -439,25 +467,27 @@ def _incremental_vs_full() -> dict[str, Any]:
                 "range_in_use": sample.ports.range_in_use,
                 "remotes": [(r.address, r.port, r.time_wait) for r in sample.remotes]}
 
-    return {"held": held, "pids": pids, "merged": view(merged), "rebuilt": view(rebuilt),
-            "kernel_tw": kernel_tw, "refused": view(refused), "kernel_refused": kernel_refused,
-            "after": view(after), "kernel_after": kernel_after, "whole_again": view(whole_again)}
+    return {"held": held, "pids": pids, "renewed": [[view(s) for s in pair] for pair in renewed],
+            "kernel_tw": kernel_tw, "changed": view(changed), "relisted": view(relisted),
+            "requests_after_change": requests_after_change}
 
 
-def test_incremental_listing_equals_a_whole_listing_after_churn_and_a_disagreement_rebuilds() -> None:
-    r = run_in_netns(_incremental_vs_full, sysctls=SYSCTLS)
-    merged, rebuilt = r["merged"], r["rebuilt"]
-    assert (merged["listing"], rebuilt["listing"]) == ("incremental", "full")
-    # Counts agree with the kernel's, and everything the sample says about TIME_WAIT
-    # (owners exact and inferred, unattributed, pools, remotes) equals the whole listing's.
-    assert merged["tw"] == rebuilt["tw"] == merged["cached"] == r["kernel_tw"] >= r["held"] + 34
-    assert merged == rebuilt | {"listing": "incremental"}
+def test_slices_renewed_one_by_one_equal_a_whole_listing_after_churn() -> None:
+    r = run_in_netns(_sliced_vs_whole, sysctls=SYSCTLS)
+    (part1, whole1), (part2, _), (done, whole) = r["renewed"]
+    # While slices are renewed the kernel's count holds: rows not yet listed are pending.
+    for part in (part1, part2):
+        assert part["listing"] == "slice" and part["tw"] == part["cached"] + part["pending"]
+    assert part1["pending"] >= part2["pending"] >= done["pending"] == 0 and part1["pending"] > 0
+    # Once every slice was renewed, everything the sample says about TIME_WAIT (owners
+    # exact and inferred, unattributed, pools, remotes) equals the whole listing's.
+    assert done["pending"] == 0 and done["tw"] == done["cached"] == whole["tw"] == r["kernel_tw"]
+    assert done == whole | {"listing": "slice"}
     first, second, third = r["pids"]
-    exact = {pid: counts[0] for pid, counts in merged["processes"].items()}
+    exact = {pid: counts[0] for pid, counts in done["processes"].items()}
     assert exact[first] == r["held"] and exact[second] >= 25 and exact.get(third, 0) == 0
-    # The disagreeing count: that read is not a listing, counts come from sockstat; the
-    # next read is a whole listing that matches the kernel and the other sampler again.
-    refused, after = r["refused"], r["after"]
-    assert refused["listing"] == "" and refused["tw"] == r["kernel_refused"]
-    assert after["listing"] == "full" and after["tw"] == after["cached"] == r["kernel_after"]
-    assert after["processes"] == r["whole_again"]["processes"]
+    # A change of settings: that read renews its slice and asks for everything; the next
+    # lists every slice and matches the kernel again.
+    assert r["changed"]["listing"] == "slice" and r["requests_after_change"] == 1
+    assert r["relisted"]["listing"] == "full" and r["relisted"]["pending"] == 0
+    assert r["relisted"]["tw"] == r["relisted"]["cached"] == done["tw"]

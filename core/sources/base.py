@@ -21,6 +21,10 @@ class SocketSource(Protocol):
 
     def read_counters(self) -> KernelCounters: ...
 
+    # A source whose reads name time_wait_slices also has
+    #   list_time_wait(lo: int, hi: int) -> TimeWaitPiece
+    # (LinuxSource): the TIME_WAIT sockets of one slice, listed when the Sampler asks.
+
     def port_config(self) -> PortConfig: ...
 
     def close(self) -> None:

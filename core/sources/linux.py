@@ -8,36 +8,48 @@ import os
 import sys
 import time
 
-from core.model import KernelCounters, PortConfig, TableRead, TraceEvent, empty_table
+import numpy as np
+
+from core.model import (
+    TIME_WAIT,
+    KernelCounters,
+    PortConfig,
+    TableRead,
+    TimeWaitPiece,
+    TraceEvent,
+    empty_table,
+)
 from core.sources.base import SourceError
 from core.sources.linux_pids import InodeOwners
 from core.sources.linux_proc import read_counters, read_port_config
+from core.time_wait_slices import TimeWaitSlices, port_keys
 
 # Linux only: mypy --platform win32 treats the rest of this module as unreachable.
 assert sys.platform.startswith("linux")
 
 from core.sources.linux_malloc import pin_mmap_threshold  # noqa: E402
 from core.sources.linux_trace import SockStateTrace, TraceUnavailable  # noqa: E402
-from core.sources.netlink_diag import ALL_STATES_MASK, TIME_WAIT_BIT, DiagSocket, read_table  # noqa: E402
+from core.sources.netlink_diag import (  # noqa: E402
+    ALL_STATES_MASK,
+    TIME_WAIT_BIT,
+    DiagSocket,
+    port_key_filter,
+    read_table,
+)
 
 log = logging.getLogger(__name__)
 
-# Below this many TIME_WAIT sockets every read lists them all (a few ms). Above it the
-# TIME_WAIT tuples are listed every TIME_WAIT_REFRESH_SECONDS and the reads between
-# leave them out in the kernel (the kernel still walks its hash table, but sends and
-# we parse only the other states); their count comes from sockstat every read.
+# Below this many TIME_WAIT sockets every read lists them all (a few ms). Above it
+# the reads leave TIME_WAIT out of the main dump (the kernel still walks its hash
+# table, but sends and we parse only the other states; their count comes from
+# sockstat) and list one slice of the TIME_WAIT tuples each (core.time_wait_slices),
+# so each slice is renewed every TIME_WAIT_REFRESH_SECONDS and no read lists them all.
 # 5,000 rather than higher: at 10k TIME_WAIT listing every second cost the window's
 # sampling child 16 ms a second, tiered 12 ms (benchmarks/gui_cpu.py: the whole app must
-# stay under 3% of a core there); TIME_WAIT newer than the last listing (< 5 s) is
+# stay under 3% of a core there); TIME_WAIT newer than its slice's listing (< 5 s) is
 # attributed by inference until the next listing names it exactly.
 TIME_WAIT_TIER_MIN = 5_000
 TIME_WAIT_REFRESH_SECONDS = 5.0
-# A listing after an earlier one leaves out (counts, does not parse) the TIME_WAIT sockets
-# the Sampler already holds from it: those with more than LISTING_HEAD_SECONDS left
-# that were already in TIME_WAIT then (with a margin for the time a dump takes). The
-# Sampler checks the counts and asks for a whole listing when they disagree.
-LISTING_HEAD_SECONDS = 1.0
-LISTING_NEW_MARGIN_SECONDS = 0.5
 
 
 class LinuxSource:
@@ -49,7 +61,9 @@ class LinuxSource:
         self.proc = proc
         self.tier_min = tier_min
         self.refresh_seconds = refresh_seconds
-        self._listed_at: float | None = None  # monotonic time of the last read listing TIME_WAIT
+        self._slices: TimeWaitSlices | None = None  # made at the first read (needs the port range)
+        # The slices the last read named: its time, slot per range, port keys of those listed.
+        self._due: tuple[float, dict[tuple[int, int], int], dict[int, np.ndarray]] = (0.0, {}, {})
         self._diag: DiagSocket | None = None
         self._owners = InodeOwners(proc)
         self._trace: SockStateTrace | None = None
@@ -112,42 +126,34 @@ class LinuxSource:
             return ()
 
     def request_listing(self) -> None:
-        """Make the next read list the TIME_WAIT tuples whatever their number."""
-        self._listed_at = None
+        """Make the next read list every TIME_WAIT tuple (in slices above the threshold)."""
+        if self._slices is not None:
+            self._slices.request_everything()
 
-    def _lists_time_wait(self, counters: KernelCounters) -> bool:
-        """Whether this read dumps the TIME_WAIT tuples too."""
-        if self._listed_at is None or counters.time_wait is None or counters.time_wait < self.tier_min:
-            return True
-        return counters.monotonic - self._listed_at >= self.refresh_seconds
+    def _lists_everything_at_once(self, counters: KernelCounters) -> bool:
+        """Whether this read's one dump includes the TIME_WAIT tuples (a small table)."""
+        return counters.time_wait is None or counters.time_wait < self.tier_min
 
     def read(self, with_table: bool = True) -> TableRead:
         started = time.perf_counter()
         config = self.port_config()
         counters = self.read_counters()
-        listed = with_table and self._lists_time_wait(counters)
+        now = counters.monotonic
+        if self._slices is None or self._slices.refresh_seconds != self.refresh_seconds:
+            self._slices = TimeWaitSlices(config.dynamic_range, self.refresh_seconds)
+        whole = with_table and self._lists_everything_at_once(counters)
         expires = None
-        omitted: tuple[float, float] | None = None
-        dumped_tw: int | None = None
+        slices: tuple[tuple[int, int], ...] = ()
         if with_table:
-            mask = ALL_STATES_MASK if listed else ALL_STATES_MASK & ~TIME_WAIT_BIT
-            if listed and self._listed_at is not None:
-                known_until = self._listed_at + config.time_wait_seconds - counters.monotonic
-                if known_until - LISTING_NEW_MARGIN_SECONDS > LISTING_HEAD_SECONDS:
-                    omitted = (LISTING_HEAD_SECONDS, known_until - LISTING_NEW_MARGIN_SECONDS)
-            try:
-                table, expires, dumped_tw = read_table(
-                    self._diag_socket(), mask, with_expires=listed,
-                    omit_time_wait_ms=None if omitted is None else (int(omitted[0] * 1000),
-                                                                    int(omitted[1] * 1000)))
-            except OSError as exc:
-                # A broken netlink socket is replaced on the next sample.
-                if self._diag is not None:
-                    self._diag.close()
-                    self._diag = None
-                raise SourceError(f"sock_diag dump failed: {exc}") from exc
-            if listed:
-                self._listed_at = counters.monotonic
+            mask = ALL_STATES_MASK if whole else ALL_STATES_MASK & ~TIME_WAIT_BIT
+            table, expires = self._dump(mask, with_expires=whole)
+            if whole:
+                self._slices.listed_whole(port_keys(table[table["state"] == TIME_WAIT]), now)
+            else:
+                due = self._slices.due(now)
+                ranges = self._slices.ranges()
+                slices = tuple(ranges[i] for i in due)
+                self._due = (now, {ranges[i]: i for i in due}, {})
             table["pid"] = self._owners.owners(table["inode"])
             identities = self._owners.take_identities()
         else:
@@ -162,12 +168,34 @@ class LinuxSource:
             read_ms=(time.perf_counter() - started) * 1000.0,
             complete=self.privileged,
             limits=self.limits,
-            time_wait_listed=listed,
-            expires_ms=expires if listed else None,
-            time_wait_omitted=omitted,
-            time_wait_dumped=dumped_tw if listed else None,
+            time_wait_listed=whole,
+            expires_ms=expires if whole else None,
+            time_wait_slices=slices,
             identities=identities,
         )
+
+    def _dump(self, mask: int, *, with_expires: bool, bytecode: bytes = b"") -> tuple[np.ndarray, np.ndarray]:
+        try:
+            return read_table(self._diag_socket(), mask, with_expires=with_expires, bytecode=bytecode)
+        except OSError as exc:
+            # A broken netlink socket is replaced on the next sample.
+            if self._diag is not None:
+                self._diag.close()
+                self._diag = None
+            raise SourceError(f"sock_diag dump failed: {exc}") from exc
+
+    def list_time_wait(self, lo: int, hi: int) -> TimeWaitPiece:
+        """The TIME_WAIT sockets of one slice the last read named (its own filtered dump:
+        the kernel sends only those). Once every slice it named was listed, they count as
+        listed at that read."""
+        rows, left = self._dump(TIME_WAIT_BIT, with_expires=True, bytecode=port_key_filter(lo, hi))
+        rows["pid"] = -1  # a TIME_WAIT socket has no owner (inode 0)
+        at, slots, listed = self._due
+        if (lo, hi) in slots:
+            listed[slots[(lo, hi)]] = port_keys(rows)
+            if len(listed) == len(slots) and self._slices is not None:
+                self._slices.listed(list(listed), list(listed.values()), at)
+        return TimeWaitPiece(lo, hi, rows, left)
 
     def _close_trace(self) -> None:
         if self._trace is not None:

@@ -60,13 +60,81 @@ class NetlinkDiagError(OSError):
     pass
 
 
-def build_request(states_mask: int, seq: int) -> bytes:
+def build_request(states_mask: int, seq: int, bytecode: bytes = b"") -> bytes:
     """nlmsghdr + legacy struct inet_diag_req (family AF_UNSPEC would be rejected by
-    the compat path; AF_INET with the legacy type returns both families)."""
+    the compat path; AF_INET with the legacy type returns both families), and a filter
+    program (INET_DIAG_REQ_BYTECODE) if given: the kernel then sends only the sockets
+    it accepts."""
     sockid = bytes(48)
     body = struct.pack("=BBBB", socket.AF_INET, 0, 0, 0) + sockid + struct.pack("=II", states_mask, 0)
+    if bytecode:
+        body += struct.pack("=HH", 4 + len(bytecode), INET_DIAG_REQ_BYTECODE) + bytecode
     header = struct.pack("=IHHII", _HDR + len(body), TCPDIAG_GETSOCK, NLM_F_REQUEST | NLM_F_DUMP, seq, 0)
     return header + body
+
+
+# inet_diag filter programs (include/uapi/linux/inet_diag.h): each op is
+# {u8 code, u8 yes, u16 no}; a port comparison is followed by a second op whose `no`
+# holds the port. The kernel runs ops in order, moving `yes` bytes on when the test holds
+# and `no` bytes otherwise: a socket is accepted when the run ends exactly at the end,
+# rejected when it jumps past it. Its checker follows the `yes` chain only, so every
+# `yes` is the next op and only `no` jumps (a JMP op always takes its `no`).
+INET_DIAG_REQ_BYTECODE = 1
+_BC_JMP, _BC_S_GE, _BC_S_LE, _BC_D_GE, _BC_D_LE = 1, 2, 3, 4, 5
+PORT_KEY_END = 1 << 32  # port keys are local port << 16 | remote port
+
+
+def port_key_filter(lo: int, hi: int) -> bytes:
+    """A program accepting the sockets whose port key (local port << 16 | remote port)
+    is in [lo, hi): lexicographic bounds on (local port, remote port), so a run of keys
+    can split one busy local port (a server's) by remote port. b"" for everything."""
+    if not 0 <= lo < hi <= PORT_KEY_END:
+        raise ValueError(f"port key range [{lo}, {hi}) is empty or out of bounds")
+    # Ops as [code, target] where target is "next", "accept", "reject" or a label.
+    ops: list[tuple[int, int, str]] = []  # (code, port, where `no` goes)
+    labels: dict[str, int] = {}
+    if lo > 0:
+        lport, rport = divmod(lo, 1 << 16)
+        # key >= lo: lport > lo_l, or lport == lo_l and rport >= lo_r
+        if lport < 0xFFFF:
+            ops.append((_BC_S_GE, lport + 1, "lo_equal"))
+            ops.append((_BC_JMP, 0, "upper"))
+        labels["lo_equal"] = len(ops)
+        ops.append((_BC_S_GE, lport, "reject"))
+        if rport:
+            ops.append((_BC_D_GE, rport, "reject"))
+    labels["upper"] = len(ops)
+    if hi < PORT_KEY_END:
+        lport, rport = divmod(hi, 1 << 16)
+        # key < hi: lport < hi_l, or lport == hi_l and rport < hi_r
+        if lport > 0:
+            ops.append((_BC_S_LE, lport - 1, "hi_equal"))
+            ops.append((_BC_JMP, 0, "accept"))
+        labels["hi_equal"] = len(ops)
+        if rport:
+            ops.append((_BC_S_LE, lport, "reject"))
+            ops.append((_BC_D_LE, rport - 1, "reject"))
+        else:  # nothing with lport == hi_l is below hi
+            ops.append((_BC_JMP, 0, "reject"))
+    sizes = [4 if code == _BC_JMP else 8 for code, _, _ in ops]
+    starts = [sum(sizes[:i]) for i in range(len(ops) + 1)]
+    total = starts[-1]
+    if total == 0:
+        return b""
+    program = bytearray()
+    for i, (code, port, target) in enumerate(ops):
+        here = starts[i]
+        if target == "accept":
+            to = total
+        elif target == "reject":
+            to = total + 4
+        else:
+            to = starts[labels[target]]
+        no = to - here
+        program += struct.pack("=BBH", code, sizes[i], no)
+        if code != _BC_JMP:
+            program += struct.pack("=BBH", 0, 0, port)
+    return bytes(program)
 
 
 class DiagSocket:
@@ -86,13 +154,13 @@ class DiagSocket:
     def close(self) -> None:
         self.sock.close()
 
-    def dump(self, states_mask: int) -> tuple[np.ndarray, np.ndarray]:
+    def dump(self, states_mask: int, bytecode: bytes = b"") -> tuple[np.ndarray, np.ndarray]:
         """One dump: the response messages (NLMSG_DONE excluded) as a uint8 array and the
         byte offset of each message in it (the batches joined: for tests and tools)."""
         parts: list[np.ndarray] = []
         offsets: list[np.ndarray] = []
         size = 0
-        for data, starts in self.batches(states_mask):
+        for data, starts in self.batches(states_mask, bytecode):
             parts.append(data.copy())
             offsets.append(starts + size)
             size += len(data)
@@ -100,7 +168,7 @@ class DiagSocket:
             return np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.int64)
         return np.concatenate(parts), np.concatenate(offsets)
 
-    def batches(self, states_mask: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def batches(self, states_mask: int, bytecode: bytes = b"") -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """One dump, in batches of whole datagrams: each batch's messages as a uint8
         array and the byte offset of each message in it. The array is a view of a
         buffer the next batch reuses: parse it before asking for the next.
@@ -112,7 +180,7 @@ class DiagSocket:
         found in one vectorised pass per batch."""
         self._seq = (self._seq % 0x7FFFFFFF) + 1
         seq = self._seq
-        self.sock.send(build_request(states_mask, seq))
+        self.sock.send(build_request(states_mask, seq, bytecode))
         buf = self._buf
         view = memoryview(buf)
         pos = 0
@@ -300,41 +368,18 @@ def parse_dump(buf: bytes | np.ndarray, offsets: np.ndarray,
     return _joined([p[0] for p in parts]), _joined([p[1] for p in parts])
 
 
-_LINUX_TIME_WAIT = 6
-
-
 def read_table(diag: DiagSocket, states_mask: int, *, with_expires: bool = False,
-               omit_time_wait_ms: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray, int]:
-    """One dump parsed batch by batch: the SOCKET_DTYPE table (pid not filled; the
-    TIME_WAIT rows after all the others), per row idiag_expires (empty unless
-    with_expires), and how many TIME_WAIT sockets the dump held.
-
-    omit_time_wait_ms=(lo, hi): TIME_WAIT sockets with lo < ms left <= hi are counted
-    but not parsed (a caller that already holds them from an earlier dump keys only
-    the rest)."""
-    parts: list[tuple[np.ndarray, np.ndarray]] = []  # (table, expires) of the other states
-    tw_parts: list[tuple[np.ndarray, np.ndarray]] = []
-    time_wait = 0
-    for data, offsets in diag.batches(states_mask):
-        messages = gather_messages(data, offsets)  # a batch: ~12k messages at most
-        fields = messages.view(MESSAGE_DTYPE)
-        is_tw = fields["state"] == _LINUX_TIME_WAIT
-        time_wait += int(np.count_nonzero(is_tw))
-        listed_tw = is_tw
-        if omit_time_wait_ms is not None:
-            lo, hi = omit_time_wait_ms
-            left = fields["expires"]
-            listed_tw = is_tw & ~((left > lo) & (left <= hi))
-        parts.append(parse_messages(messages[~is_tw], with_expires))
-        if listed_tw.any():
-            tw_parts.append(parse_messages(messages[listed_tw], with_expires))
-    # TIME_WAIT rows last: the Sampler takes both kinds as slices of one table, no copies.
-    parts += tw_parts
+               bytecode: bytes = b"") -> tuple[np.ndarray, np.ndarray]:
+    """One dump parsed batch by batch: the SOCKET_DTYPE table (pid not filled) and per
+    row idiag_expires (empty unless with_expires; for a TIME_WAIT socket the
+    milliseconds it has left). bytecode: a filter program (port_key_filter)."""
+    parts = [parse_messages(gather_messages(data, offsets), with_expires)  # ~12k messages a batch
+             for data, offsets in diag.batches(states_mask, bytecode)]
     if not parts:
-        return np.zeros(0, dtype=SOCKET_DTYPE), np.zeros(0, dtype=np.uint32), 0
+        return np.zeros(0, dtype=SOCKET_DTYPE), np.zeros(0, dtype=np.uint32)
     tables, expires = [p[0] for p in parts], [p[1] for p in parts]
     parts.clear()
-    return _joined(tables), _joined(expires), time_wait
+    return _joined(tables), _joined(expires)
 
 
 def _joined(parts: list[np.ndarray]) -> np.ndarray:

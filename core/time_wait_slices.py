@@ -1,0 +1,128 @@
+"""Which slice of the TIME_WAIT table a read lists (Linux, above a few thousand).
+
+Listing 100k TIME_WAIT tuples in one read cost 2-4x a read without them, and a whole
+listing every few seconds made those reads the slowest of all. Instead the table is cut
+into SLICES ranges of port keys (local port << 16 | remote port; the kernel filters by
+them: netlink_diag.port_key_filter), and each read lists the slice listed longest ago
+once it is REFRESH old, so every read carries about 1/SLICES of the tuples and each
+slice is renewed every REFRESH seconds. The cuts follow the keys last listed so the
+slices hold about as many rows each: a server's TIME_WAIT all on one local port is cut
+by remote port. Pure bookkeeping: no I/O, no clock of its own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+KEY_END = 1 << 32
+SLICES = 5
+# A slice holding more than this share of the mean is a sign the traffic moved: cut anew.
+UNBALANCED = 1.5
+# Below this many rows in the largest slice, balance does not matter.
+BALANCE_MIN_ROWS = 2_000
+
+
+def port_keys(rows: np.ndarray) -> np.ndarray:
+    """Port key per SOCKET_DTYPE row: local port << 16 | remote port."""
+    return (rows["lport"].astype(np.uint32) << np.uint32(16)) | rows["rport"].astype(np.uint32)
+
+
+def even_cuts(dynamic_range: tuple[int, int], count: int = SLICES) -> np.ndarray:
+    """count + 1 bounds (0 ... KEY_END) cutting the ephemeral range's local ports evenly:
+    before anything was listed, where outbound TIME_WAIT is."""
+    lo, hi = dynamic_range
+    inner = [((lo + (hi - lo + 1) * i // count) << 16) for i in range(1, count)]
+    return np.array(sorted({0, *[k for k in inner if 0 < k < KEY_END], KEY_END}), dtype=np.int64)
+
+
+def balanced_cuts(keys: np.ndarray, count: int = SLICES) -> np.ndarray:
+    """Bounds giving each slice about as many of these keys (fewer slices where many
+    rows share one key)."""
+    if not len(keys):
+        return np.array([0, KEY_END], dtype=np.int64)
+    ordered = np.sort(keys.astype(np.int64))
+    inner = ordered[[len(ordered) * i // count for i in range(1, count)]]
+    return np.unique(np.concatenate([[0], inner[inner > 0], [KEY_END]]))
+
+
+class TimeWaitSlices:
+    def __init__(self, dynamic_range: tuple[int, int], refresh_seconds: float, count: int = SLICES) -> None:
+        self.refresh_seconds = refresh_seconds
+        self.count = count
+        self.cuts = even_cuts(dynamic_range, count)
+        self._listed_at: list[float | None] = [None] * (len(self.cuts) - 1)
+        self._keys: list[np.ndarray] = [np.zeros(0, dtype=np.uint32) for _ in self._listed_at]
+        self._everything = True
+
+    def ranges(self) -> list[tuple[int, int]]:
+        cuts = self.cuts.tolist()
+        return list(zip(cuts[:-1], cuts[1:], strict=True))
+
+    def request_everything(self) -> None:
+        """List every slice at the next read (start-up, settings that change every row's facts)."""
+        self._everything = True
+
+    def due(self, now: float) -> list[int]:
+        """The slices this read lists: all when asked; else the one listed longest ago
+        once it is most of REFRESH old (one a read at a steady pace), and any left
+        twice REFRESH (a slow pace: e.g. a read every 15 s lists them all)."""
+        if self._everything:
+            return list(range(len(self._listed_at)))
+        ages = [np.inf if t is None else now - t for t in self._listed_at]
+        stalest = int(np.argmax(ages))
+        due = {i for i, age in enumerate(ages) if age >= 2 * self.refresh_seconds}
+        if ages[stalest] >= self.refresh_seconds * (len(ages) - 1) / len(ages):
+            due.add(stalest)
+        return sorted(due)
+
+    def listed(self, slices: list[int], keys: list[np.ndarray], now: float) -> None:
+        """These slices were listed now, with these port keys each. After a listing of
+        everything the slices are dated as if listed one REFRESH/len apart, so from then
+        on one comes due every REFRESH/len seconds; the cuts follow the keys when the
+        slices are unbalanced."""
+        for i, k in zip(slices, keys, strict=True):
+            self._keys[i] = k
+            self._listed_at[i] = now
+        if self._everything and len(slices) == len(self._listed_at):
+            self._everything = False
+            self._stagger(now)
+        self._rebalance(now)
+
+    def listed_whole(self, keys: np.ndarray, now: float) -> None:
+        """A read listed every TIME_WAIT row (a small table)."""
+        self._set_cuts(balanced_cuts(keys, self.count), keys)
+        self._everything = False
+        self._stagger(now)
+
+    def _stagger(self, now: float) -> None:
+        # Ages half a step short of a step apart: the oldest comes due REFRESH/len from
+        # now, the others one step after each other, never on the edge of a steady tick.
+        n = len(self._listed_at)
+        self._listed_at = [now - self.refresh_seconds * (i - 0.5) / n for i in range(n)]
+
+    def _rebalance(self, now: float) -> None:
+        sizes = [len(k) for k in self._keys]
+        if max(sizes) < BALANCE_MIN_ROWS or max(sizes) <= UNBALANCED * sum(sizes) / self.count:
+            return
+        if any(t is None for t in self._listed_at):
+            return
+        oldest = [t for t in self._listed_at if t is not None]
+        keys = np.concatenate(self._keys)
+        cuts = balanced_cuts(keys, self.count)
+        old_cuts = self.cuts
+        self._set_cuts(cuts, keys)
+        # A new slice is as old as the oldest listing of the old slices it overlaps.
+        dated: list[float | None] = []
+        for lo, hi in self.ranges():
+            first = int(np.searchsorted(old_cuts, lo, side="right")) - 1
+            last = int(np.searchsorted(old_cuts, hi, side="left"))
+            dated.append(min(oldest[first:last]))
+        self._listed_at = dated
+
+    def _set_cuts(self, cuts: np.ndarray, keys: np.ndarray) -> None:
+        self.cuts = cuts
+        ordered = np.sort(keys.astype(np.uint32))
+        at = np.searchsorted(ordered, np.minimum(cuts, KEY_END - 1).astype(np.uint32), side="left")
+        at[-1] = len(ordered)
+        self._keys = [ordered[a:b] for a, b in zip(at[:-1].tolist(), at[1:].tolist(), strict=True)]
+        self._listed_at = [None] * (len(cuts) - 1)

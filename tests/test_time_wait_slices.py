@@ -1,0 +1,84 @@
+"""The pace and the cuts of the TIME_WAIT slices (pure bookkeeping, explicit clock):
+after the first read one slice a read at a steady 1 Hz, each renewed every REFRESH
+seconds; everything at a slow pace; cuts that follow where the rows are."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from core.time_wait_slices import KEY_END, SLICES, TimeWaitSlices, balanced_cuts
+
+RANGE = (32768, 60999)
+
+
+def _keys(lports: np.ndarray, rports: np.ndarray) -> np.ndarray:
+    return (lports.astype(np.uint32) << np.uint32(16)) | rports.astype(np.uint32)
+
+
+def _run(slices: TimeWaitSlices, times: list[float], keys: np.ndarray) -> list[list[int]]:
+    """Which slices each read lists, each listing reporting the keys in its range."""
+    listed = []
+    for now in times:
+        due = slices.due(now)
+        ranges = slices.ranges()
+        parts = [keys[(keys >= ranges[i][0]) & (keys < ranges[i][1])] for i in due]
+        slices.listed(due, parts, now)
+        listed.append(due)
+    return listed
+
+
+def test_one_slice_a_read_at_a_steady_pace_each_renewed_every_refresh() -> None:
+    rng = np.random.default_rng(3)
+    keys = _keys(rng.integers(*RANGE, 50_000), np.full(50_000, 443))
+    slices = TimeWaitSlices(RANGE, refresh_seconds=5.0)
+    # 1 Hz with a few ms of jitter either way, for two minutes.
+    times = [i + float(rng.uniform(-0.02, 0.02)) for i in range(120)]
+    listed = _run(slices, times, keys)
+    assert listed[0] == list(range(SLICES))  # the first read lists everything
+    assert all(len(due) == 1 for due in listed[1:])
+    last_seen: dict[int, float] = {}
+    gaps = []
+    for now, due in zip(times[1:], listed[1:], strict=True):
+        for i in due:
+            if i in last_seen:
+                gaps.append(now - last_seen[i])
+            last_seen[i] = now
+    assert len(last_seen) == SLICES and 4.9 <= min(gaps) and max(gaps) <= 5.1
+
+
+def test_every_slice_at_every_read_at_a_slow_pace_and_everything_on_request() -> None:
+    keys = _keys(np.arange(33000, 60000, 3), np.full(9000, 80))
+    slices = TimeWaitSlices(RANGE, refresh_seconds=5.0)
+    listed = _run(slices, [0.0, 15.0, 30.0], keys)
+    assert listed == [list(range(SLICES))] * 3
+    slices.request_everything()
+    assert _run(slices, [31.0], keys) == [list(range(SLICES))]
+
+
+def test_cuts_split_a_servers_single_port_by_remote_port() -> None:
+    """A web server's TIME_WAIT: all on local port 443, clients' ports all over."""
+    rng = np.random.default_rng(5)
+    keys = _keys(np.full(40_000, 443), rng.integers(1024, 65536, 40_000))
+    cuts = balanced_cuts(keys)
+    assert cuts[0] == 0 and cuts[-1] == KEY_END and (np.diff(cuts) > 0).all()
+    sizes = np.histogram(keys.astype(np.int64), bins=cuts)[0]
+    assert len(sizes) == SLICES and sizes.max() <= 1.05 * len(keys) / SLICES
+
+
+def test_cuts_follow_the_rows_when_the_traffic_moves() -> None:
+    """Starting from cuts of the ephemeral range; then all TIME_WAIT on one local port
+    (the server's): after one round the slices hold about as many rows each, and they
+    still cover every key exactly once."""
+    rng = np.random.default_rng(9)
+    slices = TimeWaitSlices(RANGE, refresh_seconds=5.0)
+    outbound = _keys(rng.integers(*RANGE, 30_000), np.full(30_000, 443))
+    _run(slices, [0.0], outbound)
+    server = _keys(np.full(30_000, 8443), rng.integers(1024, 65536, 30_000))
+    _run(slices, [float(t) for t in range(1, 12)], server)
+    ranges = slices.ranges()
+    assert ranges[0][0] == 0 and ranges[-1][1] == KEY_END
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    sizes = [int(((server >= lo) & (server < hi)).sum()) for lo, hi in ranges]
+    assert max(sizes) <= 1.5 * len(server) / SLICES
+    # Renewing goes on one slice a read after the cuts moved.
+    assert all(len(due) <= 1 for due in _run(slices, [float(t) for t in range(12, 30)], server))
