@@ -137,7 +137,7 @@ def main() -> int:
     results = [run_in_netns(_measure, int(s), args.established, args.ticks, timeout=900)
                for s in args.sizes.split(",")]
     header = (f"{'size':>7} {'TIME_WAIT seen':>14} {'sockets':>8} | {'kind':<12} {'n':>3} {'median ms':>9} "
-              f"{'worst ms':>8} {'ss ms':>6} | {'median/ss':>9} {'worst/ss':>8}")
+              f"{'worst ms':>8} {'ss ms':>6} | {'median/ss':>9} {'worst/ss':>8} | {'peak MB':>7}")
     print(header)
     print("-" * len(header))
     for r in results:
@@ -152,7 +152,8 @@ def main() -> int:
                   f"{len(mine):>3} {statistics.median(t['ms'] for t in mine):>9.1f} "
                   f"{max(t['ms'] for t in mine):>8.1f} "
                   f"{statistics.median(t['ss_ms'] for t in mine):>6.0f} | "
-                  f"{statistics.median(ratios):>9.3f} {max(ratios):>8.3f}")
+                  f"{statistics.median(ratios):>9.3f} {max(ratios):>8.3f} | "
+                  f"{max(t['peak_rss_mb'] for t in mine):>7.1f}")
         steady = ticks[1:]
         r["worst_ratio"] = max(_ratio_of(t, ticks) for t in steady)
         r["first_ratio"] = _ratio_of(ticks[0], ticks)

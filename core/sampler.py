@@ -43,6 +43,8 @@ from core.model import (
     TableRead,
     endpoint_text,
     format_address,
+    join_rows,
+    take_rows,
 )
 from core.process_groups import group_short_lived
 from core.process_names import ProcessNames
@@ -58,6 +60,11 @@ GROWTH_WINDOW_SECONDS = 10.0
 # the pattern new TIME_WAIT follows until its slice is listed again, and the open rates.
 # Whole listings at a faster pace use the time since the previous one.
 ARRIVAL_WINDOW_SECONDS = 5.0
+
+
+def _row_facts(config: PortConfig) -> tuple[object, ...]:
+    """The settings a cached TIME_WAIT row's facts were worked out with."""
+    return (config.dynamic_range, config.excluded, config.time_wait_seconds, config.pool_scope)
 
 
 def _sorted_contains(sorted_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
@@ -192,7 +199,7 @@ class Sampler:
         counted = tw_facts.outbound & tw_facts.in_range
         return deadline, dict(pool_key=pkey, remote_key=rkey, counted=counted,
                               out_remote=tw_facts.outbound & (rows["rport"] > 0),
-                              reusable=analysis.tw_reusable(rows, config), exact_pid=exact_pid,
+                              exact_pid=exact_pid,
                               direct_pid=direct_pid, arrival=arrival, fresh=fresh, conn_key=ckey)
 
     def _list_time_wait(self, rows: np.ndarray, expires_ms: np.ndarray | None, now: float,
@@ -211,11 +218,12 @@ class Sampler:
         replaces the cached rows of its slice before the next is listed (what a slice
         costs in memory bounds the read's).
         Cached rows keep the facts of their listing: listeners that came or went are
-        followed as the slices are renewed (within the refresh), but new settings change
-        every row's reusability and range, so they make the next read list everything."""
+        followed as the slices are renewed (within a cycle); tcp_tw_reuse is the pools'
+        (followed at once); a new port range or TIME_WAIT length changes which rows count
+        at all, so it makes the next read list everything."""
         if sum(hi - lo for lo, hi in slices) == KEY_END:
             self._listing_config = config
-        elif config != self._listing_config:
+        elif self._listing_config is not None and _row_facts(config) != _row_facts(self._listing_config):
             self.request_full_listing()
         tier = self._tier
         tier.keep_rows = config.pool_scope != "per_destination"
@@ -243,7 +251,7 @@ class Sampler:
         if is_tw[live:].all():  # TIME_WAIT rows last (LinuxSource): views, no copies
             table, tw_rows = full[:live], full[live:]
         else:
-            table, tw_rows = full[~is_tw], full[is_tw]
+            table, tw_rows = take_rows(full, ~is_tw), take_rows(full, is_tw)
         states = table["state"]
         pids = table["pid"]
         state_counts = np.bincount(states, minlength=len(STATE_NAMES))
@@ -411,13 +419,15 @@ class Sampler:
             return analysis.compute_pools(whole, config)
         counted = facts.outbound & facts.in_range & (table["state"] != BOUND)
         n = int(np.count_nonzero(counted))
+        # Reusability is the pool's (its rows share addresses): the settings of this sample.
+        reusable = analysis.tw_reusable(tier.pool_rows, config)
         return analysis.destination_pools(
             analysis.usable_capacity(table, facts, config),
             np.concatenate([tier.pool_keys, pkey[counted]]),
-            np.concatenate([tier.pool_rows, table[counted]]),
-            np.concatenate([tier.pool_held, np.ones(n, dtype=np.int64)]),
+            join_rows([tier.pool_rows, take_rows(table, counted)]),
+            np.concatenate([np.where(reusable, 0, tier.pool_tw), np.ones(n, dtype=np.int64)]),
             np.concatenate([tier.pool_tw, np.zeros(n, dtype=np.int64)]),
-            np.concatenate([tier.pool_reusable, np.zeros(n, dtype=bool)]),
+            np.concatenate([reusable & (tier.pool_tw > 0), np.zeros(n, dtype=bool)]),
         )
 
     def _pool_row(self, key: int | None, table: np.ndarray, pkey: np.ndarray,
@@ -553,7 +563,7 @@ class Sampler:
         if not n and not len(tier.remote_keys):
             return []
         keys = np.concatenate([tier.remote_keys, rkey[mask]])
-        rows = np.concatenate([tier.remote_rows, table[mask]])
+        rows = join_rows([tier.remote_rows, take_rows(table, mask)])
         uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
         total = np.bincount(inverse, weights=np.concatenate([tier.remote_tw, np.ones(n, dtype=np.int64)]),
                             minlength=len(uniq)).astype(np.int64)

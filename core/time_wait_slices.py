@@ -2,12 +2,14 @@
 
 Listing 100k TIME_WAIT tuples in one read cost 2-4x a read without them, and a whole
 listing every few seconds made those reads the slowest of all. Instead the table is cut
-into SLICES ranges of port keys (local port << 16 | remote port; the kernel filters by
-them: netlink_diag.port_key_filter), and each read lists the slice listed longest ago
-once it is REFRESH old, so every read carries about 1/SLICES of the tuples and each
-slice is renewed every REFRESH seconds. The cuts follow the keys last listed so the
-slices hold about as many rows each: a server's TIME_WAIT all on one local port is cut
-by remote port. Pure bookkeeping: no I/O, no clock of its own.
+into ranges of port keys (local port << 16 | remote port; the kernel filters by them:
+netlink_diag.port_key_filter), SLICES of them, more above SLICES * SLICE_ROWS rows so a
+slice holds about SLICE_ROWS at most; each read lists the slice listed longest ago once
+the others have had their turn, so every read carries one slice and, at a steady pace of
+REFRESH / SLICES seconds a read, each slice is renewed every REFRESH seconds (longer with
+more slices: the pace stays one slice a read). The cuts follow the keys last listed so
+the slices hold about as many rows each: a server's TIME_WAIT all on one local port is
+cut by remote port. Pure bookkeeping: no I/O, no clock of its own.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import numpy as np
 
 KEY_END = 1 << 32
 SLICES = 5
+SLICE_ROWS = 12_000  # above SLICES of these, more slices: a read's work stays this size
+MAX_SLICES = 40
 # A slice holding more than this share of the mean is a sign the traffic moved: cut anew.
 UNBALANCED = 1.5
 # Below this many rows in the largest slice, balance does not matter.
@@ -33,6 +37,10 @@ def even_cuts(dynamic_range: tuple[int, int], count: int = SLICES) -> np.ndarray
     lo, hi = dynamic_range
     inner = [((lo + (hi - lo + 1) * i // count) << 16) for i in range(1, count)]
     return np.array(sorted({0, *[k for k in inner if 0 < k < KEY_END], KEY_END}), dtype=np.int64)
+
+
+def slice_count(rows: int) -> int:
+    return int(min(max(SLICES, -(-rows // SLICE_ROWS)), MAX_SLICES))
 
 
 def balanced_cuts(keys: np.ndarray, count: int = SLICES) -> np.ndarray:
@@ -62,16 +70,22 @@ class TimeWaitSlices:
         """List every slice at the next read (start-up, settings that change every row's facts)."""
         self._everything = True
 
+    @property
+    def cycle_seconds(self) -> float:
+        """How often each slice is renewed at a steady pace (REFRESH at SLICES slices)."""
+        return self.refresh_seconds * len(self._listed_at) / SLICES
+
     def due(self, now: float) -> list[int]:
         """The slices this read lists: all when asked; else the one listed longest ago
-        once it is most of REFRESH old (one a read at a steady pace), and any left
-        twice REFRESH (a slow pace: e.g. a read every 15 s lists them all)."""
+        once the others have had their turn (one a read at a steady pace), and any left
+        two cycles (a slow pace: e.g. a read every 15 s lists them all)."""
         if self._everything:
             return list(range(len(self._listed_at)))
         ages = [np.inf if t is None else now - t for t in self._listed_at]
         stalest = int(np.argmax(ages))
-        due = {i for i, age in enumerate(ages) if age >= 2 * self.refresh_seconds}
-        if ages[stalest] >= self.refresh_seconds * (len(ages) - 1) / len(ages):
+        cycle = self.cycle_seconds
+        due = {i for i, age in enumerate(ages) if age >= 2 * cycle}
+        if ages[stalest] >= cycle * (len(ages) - 1) / len(ages):
             due.add(stalest)
         return sorted(due)
 
@@ -90,25 +104,30 @@ class TimeWaitSlices:
 
     def listed_whole(self, keys: np.ndarray, now: float) -> None:
         """A read listed every TIME_WAIT row (a small table)."""
-        self._set_cuts(balanced_cuts(keys, self.count), keys)
+        self._set_cuts(balanced_cuts(keys, max(self.count, slice_count(len(keys)))), keys)
         self._everything = False
         self._stagger(now)
 
     def _stagger(self, now: float) -> None:
         # Ages half a step short of a step apart: the oldest comes due REFRESH/len from
         # now, the others one step after each other, never on the edge of a steady tick.
-        n = len(self._listed_at)
-        self._listed_at = [now - self.refresh_seconds * (i - 0.5) / n for i in range(n)]
+        n, cycle = len(self._listed_at), self.cycle_seconds
+        self._listed_at = [now - cycle * (i - 0.5) / n for i in range(n)]
 
     def _rebalance(self, now: float) -> None:
+        """New cuts when a slice holds far more than its share, or the table grew or
+        shrank past what the number of slices is for."""
         sizes = [len(k) for k in self._keys]
-        if max(sizes) < BALANCE_MIN_ROWS or max(sizes) <= UNBALANCED * sum(sizes) / self.count:
+        count = max(self.count, slice_count(sum(sizes)))
+        n = len(sizes)
+        balanced = max(sizes) < BALANCE_MIN_ROWS or max(sizes) <= UNBALANCED * sum(sizes) / n
+        if balanced and (count == n or abs(count - n) <= 1 and max(sizes) <= SLICE_ROWS * UNBALANCED):
             return
         if any(t is None for t in self._listed_at):
             return
         oldest = [t for t in self._listed_at if t is not None]
         keys = np.concatenate(self._keys)
-        cuts = balanced_cuts(keys, self.count)
+        cuts = balanced_cuts(keys, count)
         old_cuts = self.cuts
         self._set_cuts(cuts, keys)
         # A new slice is as old as the oldest listing of the old slices it overlaps.

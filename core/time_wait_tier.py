@@ -12,7 +12,9 @@ TIME_WAIT a listing covers one slice of the table (a range of port keys, local p
 slice, so no read lists them all.
 
 Per row, what the listing worked out once: pool, remote endpoint, exact owner (from
-the attribution memory), listener (inferred owner), reusability. TIME_WAIT created
+the attribution memory), listener (inferred owner). Whether tcp_tw_reuse lets connect()
+take a pool's TIME_WAIT over is the pool's (its rows share addresses), so it follows
+the setting at every sample without listing anything again. TIME_WAIT created
 since its slice was listed is only a count (sockstat tw minus the live cached rows); it
 is spread over pools, endpoints and processes like the TIME_WAIT the listings found
 young ("arrivals": younger than the arrival window, by the kernel's expiry), and what
@@ -60,10 +62,9 @@ class TierCounts:
     rest_keys: np.ndarray  # remote keys of TIME_WAIT left for the talkers to claim
     rest_counts: np.ndarray
     pool_keys: np.ndarray  # per pool counted (outbound, in range)
-    pool_rows: np.ndarray  # one SOCKET_DTYPE row per pool, for its label
-    pool_held: np.ndarray  # TIME_WAIT ports held (not reusable by connect)
+    pool_rows: np.ndarray  # one SOCKET_DTYPE row per pool, for its label (and whether
+    # tcp_tw_reuse lets connect() take its TIME_WAIT over: a pool's rows share addresses)
     pool_tw: np.ndarray
-    pool_reusable: np.ndarray  # bool: some TIME_WAIT there is reusable
     remote_keys: np.ndarray  # per remote endpoint of outbound TIME_WAIT
     remote_rows: np.ndarray
     remote_tw: np.ndarray
@@ -78,16 +79,13 @@ class _Totals:
     direct: np.ndarray
     rest: np.ndarray
     pool_tw: np.ndarray
-    pool_held: np.ndarray
-    pool_reusable: np.ndarray
     remote_tw: np.ndarray
 
     def minus(self, other: _Totals) -> _Totals:
         return _Totals(*(a - b for a, b in zip(self.as_tuple(), other.as_tuple(), strict=True)))
 
     def as_tuple(self) -> tuple[np.ndarray, ...]:
-        return (self.exact, self.pair, self.direct, self.rest, self.pool_tw, self.pool_held,
-                self.pool_reusable, self.remote_tw)
+        return (self.exact, self.pair, self.direct, self.rest, self.pool_tw, self.remote_tw)
 
 
 def _merge_keys(keys: np.ndarray, kept_index: np.ndarray, new_keys: np.ndarray, new_has: np.ndarray,
@@ -153,7 +151,7 @@ class TimeWaitTier:
         self._pool_keys = self._remote_keys = np.zeros(0, dtype=np.uint64)
         self._pool_rows = self._remote_rows = empty_table()
         self._exact = self._pair = self._direct = self._pool = self._remote = np.zeros(0, dtype=np.int32)
-        self._rest = self._held = self._reusable = self._out_remote = np.zeros(0, dtype=bool)
+        self._rest = self._out_remote = np.zeros(0, dtype=bool)
         self._arrived = self._fresh = np.zeros(0, dtype=bool)
         self._window = 0.0
         self._totals = self._aggregate(0, 0)
@@ -182,7 +180,7 @@ class TimeWaitTier:
     # -- a listing ----------------------------------------------------------------------
     def rebuild(self, rows: np.ndarray, deadline: np.ndarray, now: float, *, window: float,
                 pool_key: np.ndarray, remote_key: np.ndarray, counted: np.ndarray, out_remote: np.ndarray,
-                reusable: np.ndarray, exact_pid: np.ndarray, direct_pid: np.ndarray,
+                exact_pid: np.ndarray, direct_pid: np.ndarray,
                 arrival: np.ndarray, fresh: np.ndarray, conn_key: np.ndarray | None = None) -> None:
         """Replace the cache with a listing of every TIME_WAIT row.
 
@@ -190,13 +188,13 @@ class TimeWaitTier:
         never seen as an outbound connection (new tuples, for the open rates);
         conn_key: the rows' 4-tuple keys (core.tuples.connection_keys; not kept)."""
         self._install(np.zeros(0, dtype=np.int64), rows, deadline, now, window=window, pool_key=pool_key,
-                      remote_key=remote_key, counted=counted, out_remote=out_remote, reusable=reusable,
+                      remote_key=remote_key, counted=counted, out_remote=out_remote,
                       exact_pid=exact_pid, direct_pid=direct_pid, arrival=arrival, fresh=fresh,
                       conn_key=conn_key)
 
     def replace(self, lo: int, hi: int, rows: np.ndarray, deadline: np.ndarray, now: float, *,
                 window: float, pool_key: np.ndarray, remote_key: np.ndarray, counted: np.ndarray,
-                out_remote: np.ndarray, reusable: np.ndarray, exact_pid: np.ndarray, direct_pid: np.ndarray,
+                out_remote: np.ndarray, exact_pid: np.ndarray, direct_pid: np.ndarray,
                 arrival: np.ndarray, fresh: np.ndarray, conn_key: np.ndarray | None = None) -> None:
         """A listing of one slice: every TIME_WAIT row whose port key (local port << 16 |
         remote port) is in [lo, hi). The cached rows of that slice are dropped (ended, or
@@ -205,7 +203,7 @@ class TimeWaitTier:
         live = self._port_key[self._start:]
         kept = np.flatnonzero((live < lo) | (live >= hi)) + self._start
         self._install(kept, rows, deadline, now, window=window, pool_key=pool_key, remote_key=remote_key,
-                      counted=counted, out_remote=out_remote, reusable=reusable, exact_pid=exact_pid,
+                      counted=counted, out_remote=out_remote, exact_pid=exact_pid,
                       direct_pid=direct_pid, arrival=arrival, fresh=fresh, conn_key=conn_key)
 
     def drop_range(self, lo: int, hi: int) -> None:
@@ -218,7 +216,7 @@ class TimeWaitTier:
         none = np.zeros(0, dtype=np.int32)
         self._install(kept, empty_table(), np.zeros(0), self.listed_at or 0.0, window=self._window,
                       pool_key=np.zeros(0, dtype=np.uint64), remote_key=np.zeros(0, dtype=np.uint64),
-                      counted=empty, out_remote=empty, reusable=empty, exact_pid=none, direct_pid=none,
+                      counted=empty, out_remote=empty, exact_pid=none, direct_pid=none,
                       arrival=empty, fresh=empty, conn_key=None)
 
     @property
@@ -227,7 +225,7 @@ class TimeWaitTier:
 
     def _install(self, kept: np.ndarray, rows: np.ndarray, deadline: np.ndarray, now: float, *, window: float,
                  pool_key: np.ndarray, remote_key: np.ndarray, counted: np.ndarray, out_remote: np.ndarray,
-                 reusable: np.ndarray, exact_pid: np.ndarray, direct_pid: np.ndarray, arrival: np.ndarray,
+                 exact_pid: np.ndarray, direct_pid: np.ndarray, arrival: np.ndarray,
                  fresh: np.ndarray, conn_key: np.ndarray | None) -> None:
         """The cached rows at index `kept` (in deadline order) plus new rows become the cache."""
         n_kept, n = len(kept), len(rows)
@@ -284,8 +282,6 @@ class TimeWaitTier:
         self._rest = (self._exact < 0) & (self._direct < 0)
         self._pool = placed(pool_idx)
         self._remote = placed(remote_idx)
-        self._held = joined(self._held[kept], counted & ~reusable)
-        self._reusable = joined(self._reusable[kept], counted & reusable)
         self._out_remote = joined(self._out_remote[kept], out_remote)
         self._arrived = joined(self._arrived[kept], arrival)
         self._fresh = joined(self._fresh[kept], fresh & (exact_pid >= 0))
@@ -370,8 +366,6 @@ class TimeWaitTier:
             direct=count(self._direct, None, k),
             rest=count(self._remote, self._rest, r),
             pool_tw=count(self._pool, None, p),
-            pool_held=count(self._pool, self._held, p),
-            pool_reusable=count(self._pool, self._reusable, p),
             remote_tw=count(self._remote, self._out_remote, r),
         )
 
@@ -407,7 +401,6 @@ class TimeWaitTier:
         direct = totals.direct.copy()
         rest = totals.rest.copy()
         pool_tw = totals.pool_tw.copy()
-        pool_held = totals.pool_held.copy()
         remote_tw = totals.remote_tw.copy()
         pending = max(int(pending), 0)
         arr = self._arrivals
@@ -424,9 +417,7 @@ class TimeWaitTier:
             direct += owner[q:q + k]
             rest += owner[q + k:q + k + r]
             pool_share = apportion(pending, np.concatenate([arr.pool_tw, [n - arr.pool_tw.sum()]]))[:-1]
-            held_share = apportion(pending, np.concatenate([arr.pool_held, [n - arr.pool_held.sum()]]))[:-1]
             pool_tw += pool_share
-            pool_held += np.minimum(held_share, pool_share)
             remote_tw += apportion(pending, np.concatenate([arr.remote_tw, [n - arr.remote_tw.sum()]]))[:-1]
         pids = self._pids.tolist()
         live_pools = pool_tw > 0
@@ -443,9 +434,7 @@ class TimeWaitTier:
             rest_counts=rest[live_rest],
             pool_keys=self._pool_keys[live_pools],
             pool_rows=self._pool_rows[live_pools],
-            pool_held=pool_held[live_pools],
             pool_tw=pool_tw[live_pools],
-            pool_reusable=(totals.pool_reusable > 0)[live_pools],
             remote_keys=self._remote_keys[live_remotes],
             remote_rows=self._remote_rows[live_remotes],
             remote_tw=remote_tw[live_remotes],
@@ -559,10 +548,8 @@ class TimeWaitCache:
             return TimeWaitTier().counts(pending)
         rest_keys, (rest_counts,), _ = _combined([p.rest_keys for p in parts],
                                                  [[p.rest_counts for p in parts]])
-        pool_keys, (pool_held, pool_tw, pool_reusable), pool_rows = _combined(
-            [p.pool_keys for p in parts],
-            [[p.pool_held for p in parts], [p.pool_tw for p in parts], [p.pool_reusable for p in parts]],
-            [p.pool_rows for p in parts])
+        pool_keys, (pool_tw,), pool_rows = _combined(
+            [p.pool_keys for p in parts], [[p.pool_tw for p in parts]], [p.pool_rows for p in parts])
         remote_keys, (remote_tw,), remote_rows = _combined([p.remote_keys for p in parts],
                                                            [[p.remote_tw for p in parts]],
                                                            [p.remote_rows for p in parts])
@@ -578,9 +565,7 @@ class TimeWaitCache:
             rest_counts=rest_counts,
             pool_keys=pool_keys,
             pool_rows=pool_rows,
-            pool_held=pool_held,
             pool_tw=pool_tw,
-            pool_reusable=pool_reusable,
             remote_keys=remote_keys,
             remote_rows=remote_rows,
             remote_tw=remote_tw,

@@ -72,3 +72,69 @@ def test_a_range_outside_the_key_space_is_refused_in_one_line() -> None:
         with pytest.raises(ValueError, match="port key range"):
             port_key_filter(lo, hi)
     assert port_key_filter(0, 1 << 32) == b""
+
+
+def _source_slices(broken_filter: bool) -> dict[str, Any]:
+    """LinuxSource above its threshold: a read names one slice, listed from the read's
+    own dump (or, where the kernel refuses that filter, from a second dump)."""
+    import core.sources.linux as linux
+    from core.model import TIME_WAIT
+    from core.sources.netlink_diag import ALL_STATES_MASK, DiagSocket, read_table
+    from core.time_wait_slices import port_keys
+
+    if broken_filter:  # an op code no kernel knows: EINVAL, as from kernels before 5.10
+        linux.full_sockets_and = lambda program: bytes([99, 4, 8, 0]) + program  # type: ignore[assignment]
+    listener = Listener(mode="client_closes")
+    held = [socket.create_connection(("127.0.0.1", listener.port)) for _ in range(10)]
+    for i in range(60):
+        client = socket.socket()
+        if i < 3:  # bound to a device: the kernel's filter cannot leave its TIME_WAIT out
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"lo")
+        client.connect(("127.0.0.1", listener.port))
+        client.close()
+    wait_until(lambda: listener.accepted == 70, 20, "70 accepted")
+    diag = DiagSocket()
+    wait_until(lambda: len(read_table(diag, 1 << 6)[0]) >= 55, 20, "the TIME_WAIT")
+    whole, _ = read_table(diag, ALL_STATES_MASK)
+    source = linux.LinuxSource(trace=False, tier_min=1, refresh_seconds=5.0)
+    reads = []
+    for _ in range(7):
+        read = source.read()
+        pieces = [source.list_time_wait(lo, hi) for lo, hi in read.time_wait_slices]
+        reads.append({"slices": read.time_wait_slices, "states": sorted(set(read.table["state"].tolist())),
+                      "live": len(read.table),
+                      "pieces": [(p.lo, p.hi, port_keys(p.rows).tolist()) for p in pieces]})
+        # A read's worth of time passes (the slices' own clock, not the test's).
+        slices = source._slices  # noqa: SLF001
+        slices._listed_at = [None if t is None else t - slices.cycle_seconds / len(slices.ranges())  # noqa: SLF001
+                             for t in slices._listed_at]  # noqa: SLF001
+    one_dump = source._one_dump  # noqa: SLF001
+    source.close()
+    diag.close()
+    for s in held:
+        s.close()
+    is_tw = whole["state"] == TIME_WAIT
+    return {"reads": reads, "tw_keys": sorted(port_keys(whole[is_tw]).tolist()),
+            "live": int((~is_tw).sum()), "time_wait": TIME_WAIT, "one_dump": one_dump}
+
+
+@pytest.mark.parametrize("broken_filter", [False, True], ids=["one dump", "kernel refuses: two dumps"])
+@requires_netns
+def test_each_read_lists_one_slice_and_a_round_lists_every_time_wait_once(broken_filter: bool) -> None:
+    r = run_in_netns(_source_slices, broken_filter, sysctls=SYSCTLS)
+    first, *steady = r["reads"]
+    # The first read lists every slice; then one a read. TIME_WAIT never reaches the
+    # live table, and no slice holds a key outside its range (a device-bound socket's
+    # TIME_WAIT, which the kernel sends with every slice, included).
+    assert len(first["slices"]) >= 5
+    assert all(len(read["slices"]) == 1 for read in steady)
+    for read in r["reads"]:
+        assert r["time_wait"] not in read["states"] and read["live"] == r["live"]
+        for lo, hi, keys in read["pieces"]:
+            assert all(lo <= k < hi for k in keys)
+    assert sorted(k for _, _, keys in first["pieces"] for k in keys) == r["tw_keys"]
+    # A round of single slices covers the key space once and lists every TIME_WAIT once.
+    round_ = [piece for read in steady[:len(first["slices"])] for piece in read["pieces"]]
+    assert sorted((lo, hi) for lo, hi, _ in round_) == sorted((lo, hi) for lo, hi, _ in first["pieces"])
+    assert sorted(k for _, _, keys in round_ for k in keys) == r["tw_keys"]
+    assert r["one_dump"] is (not broken_filter)

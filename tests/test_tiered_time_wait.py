@@ -257,7 +257,7 @@ def test_ageing_subtracts_exactly_what_a_recount_gives() -> None:
     exact = np.array([7, -1, 7, -1, 8, -1, -1, 7, -1, 8], dtype=np.int32)
     none = np.full(10, -1, dtype=np.int32)
     args = dict(pool_key=pool, remote_key=remote, counted=np.ones(10, bool), out_remote=np.ones(10, bool),
-                reusable=np.zeros(10, bool), exact_pid=exact, direct_pid=none,
+                exact_pid=exact, direct_pid=none,
                 arrival=np.zeros(10, bool), fresh=np.zeros(10, bool))
     tier = TimeWaitTier()
     tier.rebuild(rows, deadline, 0.0, window=5.0, **args)
@@ -313,8 +313,7 @@ def _tier_view(tier: TimeWaitTier, pending: int = 0) -> dict[str, Any]:
     c = tier.counts(pending)
     return {"alive": c.alive, "exact": c.exact, "direct": c.direct,
             "rest": dict(zip(c.rest_keys.tolist(), c.rest_counts.tolist(), strict=True)),
-            "pools": dict(zip(c.pool_keys.tolist(), zip(c.pool_tw.tolist(), c.pool_held.tolist(),
-                                                        c.pool_reusable.tolist(), strict=True), strict=True)),
+            "pools": dict(zip(c.pool_keys.tolist(), c.pool_tw.tolist(), strict=True)),
             "remotes": dict(zip(c.remote_keys.tolist(), c.remote_tw.tolist(), strict=True)),
             "pairs": c.exact_pairs, "pending_pairs": c.pending_pairs,
             "held_ports": np.flatnonzero(tier.held_ports()).tolist()}
@@ -332,7 +331,7 @@ def test_replacing_a_slice_equals_a_rebuild_from_every_row() -> None:
     n = len(rows)
     deadline = np.array([0.5, 3, 5, 7, 9, 11, 40, 41, 2, 4, 6, 8, 10, 42], dtype=np.float64)
     args = dict(pool_key=np.arange(n, dtype=np.uint64) % 3, remote_key=np.array([1] * 8 + [2] * 6, np.uint64),
-                counted=np.arange(n) % 4 != 0, out_remote=np.ones(n, bool), reusable=np.arange(n) % 5 == 0,
+                counted=np.arange(n) % 4 != 0, out_remote=np.ones(n, bool),
                 exact_pid=np.array([7, -1, 7, 8, -1, -1, 9, -1, 7, -1, 8, -1, -1, 9], np.int32),
                 direct_pid=np.array([-1, 5, -1, -1, -1, -1, -1, -1, -1, -1, -1, 5, -1, -1], np.int32),
                 arrival=np.zeros(n, bool), fresh=np.zeros(n, bool),
@@ -350,7 +349,8 @@ def test_replacing_a_slice_equals_a_rebuild_from_every_row() -> None:
     now = 1.0
     tier.age(now)
     listed = in_slice & ~early_end & (deadline > now)
-    tier.replace(lo, hi, rows[listed], deadline[listed], now, window=5.0, **{k: v[listed] for k, v in args.items()})
+    tier.replace(lo, hi, rows[listed], deadline[listed], now, window=5.0,
+                 **{k: v[listed] for k, v in args.items()})
     alive = (deadline > now) & ((first & ~in_slice) | listed)
     whole = TimeWaitTier(keep_rows=False)
     whole.rebuild(rows[alive], deadline[alive], now, window=5.0, **{k: v[alive] for k, v in args.items()})
@@ -444,10 +444,16 @@ def _sliced_vs_whole() -> dict[str, Any]:
         sliced_source.next = [i]
         renewed.append(both())
     kernel_tw = sockstat_tw()
-    # New settings change every cached row's facts: the next read lists everything.
+    # tcp_tw_reuse is the pools': followed at once, nothing listed again.
     with open("/proc/sys/net/ipv4/tcp_tw_reuse", "w") as f:
         f.write("1")
     sliced_source.next = [0]
+    reuse = sliced.sample()
+    requests_after_reuse = sliced_source.requests
+    # A new port range changes which rows count at all: the next read lists everything.
+    with open("/proc/sys/net/ipv4/ip_local_port_range", "w") as f:
+        f.write("40000 40499")
+    sliced_source.next = [1]
     changed = sliced.sample()
     requests_after_change = sliced_source.requests
     relisted = sliced.sample()
@@ -468,8 +474,9 @@ def _sliced_vs_whole() -> dict[str, Any]:
                 "remotes": [(r.address, r.port, r.time_wait) for r in sample.remotes]}
 
     return {"held": held, "pids": pids, "renewed": [[view(s) for s in pair] for pair in renewed],
-            "kernel_tw": kernel_tw, "changed": view(changed), "relisted": view(relisted),
-            "requests_after_change": requests_after_change}
+            "kernel_tw": kernel_tw, "reuse": view(reuse), "changed": view(changed),
+            "relisted": view(relisted),
+            "requests_after_reuse": requests_after_reuse, "requests_after_change": requests_after_change}
 
 
 def test_slices_renewed_one_by_one_equal_a_whole_listing_after_churn() -> None:
@@ -486,7 +493,10 @@ def test_slices_renewed_one_by_one_equal_a_whole_listing_after_churn() -> None:
     first, second, third = r["pids"]
     exact = {pid: counts[0] for pid, counts in done["processes"].items()}
     assert exact[first] == r["held"] and exact[second] >= 25 and exact.get(third, 0) == 0
-    # A change of settings: that read renews its slice and asks for everything; the next
+    # tcp_tw_reuse 1 on a loopback pool: its TIME_WAIT no longer holds ports, at once.
+    assert r["reuse"]["listing"] == "slice" and r["requests_after_reuse"] == 0
+    assert r["reuse"]["in_use"] < done["in_use"] and r["reuse"]["tw"] == done["tw"]
+    # A new port range: that read renews its slice and asks for everything; the next
     # lists every slice and matches the kernel again.
     assert r["changed"]["listing"] == "slice" and r["requests_after_change"] == 1
     assert r["relisted"]["listing"] == "full" and r["relisted"]["pending"] == 0

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -18,6 +19,7 @@ from core.model import (
     TimeWaitPiece,
     TraceEvent,
     empty_table,
+    take_rows,
 )
 from core.sources.base import SourceError
 from core.sources.linux_pids import InodeOwners
@@ -33,6 +35,8 @@ from core.sources.netlink_diag import (  # noqa: E402
     ALL_STATES_MASK,
     TIME_WAIT_BIT,
     DiagSocket,
+    NetlinkDiagError,
+    full_sockets_and,
     port_key_filter,
     read_table,
 )
@@ -64,6 +68,8 @@ class LinuxSource:
         self._slices: TimeWaitSlices | None = None  # made at the first read (needs the port range)
         # The slices the last read named: its time, slot per range, port keys of those listed.
         self._due: tuple[float, dict[tuple[int, int], int], dict[int, np.ndarray]] = (0.0, {}, {})
+        self._listed_with_table: TimeWaitPiece | None = None  # a slice the read's own dump listed
+        self._one_dump: bool | None = None  # whether the kernel takes full_sockets_and (None: not tried)
         self._diag: DiagSocket | None = None
         self._owners = InodeOwners(proc)
         self._trace: SockStateTrace | None = None
@@ -145,15 +151,18 @@ class LinuxSource:
         expires = None
         slices: tuple[tuple[int, int], ...] = ()
         if with_table:
-            mask = ALL_STATES_MASK if whole else ALL_STATES_MASK & ~TIME_WAIT_BIT
-            table, expires = self._dump(mask, with_expires=whole)
+            due = [] if whole else self._slices.due(now)
+            ranges = self._slices.ranges()
+            slices = tuple(ranges[i] for i in due)
+            self._due = (now, {ranges[i]: i for i in due}, {})
+            self._listed_with_table = None
             if whole:
+                table, expires = self._dump(ALL_STATES_MASK, with_expires=True)
                 self._slices.listed_whole(port_keys(table[table["state"] == TIME_WAIT]), now)
+            elif len(slices) == 1 and self._one_dump is not False:
+                table = self._dump_with_slice(*slices[0])
             else:
-                due = self._slices.due(now)
-                ranges = self._slices.ranges()
-                slices = tuple(ranges[i] for i in due)
-                self._due = (now, {ranges[i]: i for i in due}, {})
+                table, _ = self._dump(ALL_STATES_MASK & ~TIME_WAIT_BIT, with_expires=False)
             table["pid"] = self._owners.owners(table["inode"])
             identities = self._owners.take_identities()
         else:
@@ -174,6 +183,28 @@ class LinuxSource:
             identities=identities,
         )
 
+    def _dump_with_slice(self, lo: int, hi: int) -> np.ndarray:
+        """The live table and one TIME_WAIT slice from one dump (full_sockets_and): the
+        slice is kept for list_time_wait. Where the kernel refuses the filter, two dumps
+        from then on."""
+        try:
+            rows, left = self._dump(ALL_STATES_MASK, with_expires=True,
+                                    bytecode=full_sockets_and(port_key_filter(lo, hi)))
+        except SourceError as exc:
+            if not isinstance(exc.__cause__, NetlinkDiagError) or exc.__cause__.errno != errno.EINVAL:
+                raise
+            log.info("this kernel filters sockets by port only: two dumps a read (%s)", exc)
+            self._one_dump = False
+            table, _ = self._dump(ALL_STATES_MASK & ~TIME_WAIT_BIT, with_expires=False)
+            return table
+        self._one_dump = True
+        is_tw = rows["state"] == TIME_WAIT
+        keys = port_keys(rows)
+        # TIME_WAIT bound to a device comes whatever the slice: only this slice's is kept.
+        mine = is_tw & (keys >= lo) & (keys < hi)
+        self._listed_with_table = TimeWaitPiece(lo, hi, take_rows(rows, mine), left[mine])
+        return take_rows(rows, ~is_tw)
+
     def _dump(self, mask: int, *, with_expires: bool, bytecode: bytes = b"") -> tuple[np.ndarray, np.ndarray]:
         try:
             return read_table(self._diag_socket(), mask, with_expires=with_expires, bytecode=bytecode)
@@ -188,7 +219,12 @@ class LinuxSource:
         """The TIME_WAIT sockets of one slice the last read named (its own filtered dump:
         the kernel sends only those). Once every slice it named was listed, they count as
         listed at that read."""
-        rows, left = self._dump(TIME_WAIT_BIT, with_expires=True, bytecode=port_key_filter(lo, hi))
+        piece = self._listed_with_table
+        if piece is not None and (piece.lo, piece.hi) == (lo, hi):
+            self._listed_with_table = None
+            rows, left = piece.rows, piece.expires_ms
+        else:
+            rows, left = self._dump(TIME_WAIT_BIT, with_expires=True, bytecode=port_key_filter(lo, hi))
         rows["pid"] = -1  # a TIME_WAIT socket has no owner (inode 0)
         at, slots, listed = self._due
         if (lo, hi) in slots:
