@@ -4,11 +4,12 @@ A fresh process (not a fork of the benchmark, which built the sockets) so its re
 memory is the sampler's own, as for `portpressure watch`. Imports only what a sampler
 process imports. One JSON line in, one out:
   {"do": "tick"}   one sample; reply {"ms", "kind", "tw", "sockets", "rss_mb"}
-  {"do": "full"}   the same, but the TIME_WAIT listing is forced to a full rebuild
+  {"do": "range"}  the same, after narrowing the port range by one port (a new setting:
+                   the next tick lists every TIME_WAIT slice again)
   {"do": "quit"}   reply {"peak_rss_mb", "idle_rss_mb", "counters_ms"} and exit
 kind: "first" (start-up: whole /proc fd scan, every TIME_WAIT slice listed), "slice"
-(TIME_WAIT left out of the main dump, one slice of it listed), "cached" (no slice due)
-or "full listing" (every slice listed, as after a change of settings).
+(one slice of TIME_WAIT listed with the live table), "renewal" (a few slices: new
+settings), "cached" (no slice due) or "full listing" (every slice: a slow pace).
 """
 
 from __future__ import annotations
@@ -59,16 +60,21 @@ def main() -> int:
             print(json.dumps({"peak_rss_mb": max(peaks),
                               "idle_rss_mb": idle, "counters_ms": statistics.median(counters)}), flush=True)
             return 0
-        if command == "full":
-            sampler.request_full_listing()
+        if command == "range":
+            path = "/proc/sys/net/ipv4/ip_local_port_range"
+            with open(path) as f:
+                lo, hi = f.read().split()
+            with open(path, "w") as f:
+                f.write(f"{int(lo) + 1} {hi}")
         _reset_peak()
         started = time.perf_counter()
         sample = sampler.sample()
         ms = (time.perf_counter() - started) * 1000
         peaks.append(_peak_mb())
         extra = sample.extra
+        slices = extra["time_wait_slices"]
         kind = ("first" if tick == 0 else "full listing" if extra["time_wait_listing"] == "full"
-                else "slice" if extra["time_wait_listing"] == "slice" else "cached")
+                else "renewal" if slices > 1 else "slice" if slices else "cached")
         print(json.dumps({"ms": ms, "kind": kind, "tw": sample.states["TIME_WAIT"],
                           "sockets": extra["sockets"], "rss_mb": _rss_mb(),
                           "peak_rss_mb": _peak_mb()}),

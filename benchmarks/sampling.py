@@ -13,13 +13,13 @@ absolute times do not. Targets (issue 17), at the largest size: every tick, each
 <= 0.25x `ss -tanp`; the sampler's resident memory < 64 MB; the counters-only path < 1 ms.
 
 What a tick is: everything the window and `watch` get each second (table, counts,
-per-process rows, attribution, pools, verdict). Above 5k TIME_WAIT the Linux source lists
-the TIME_WAIT tuples only every 5 s ("listing" ticks) and leaves them out of the dumps
-between ("cached" ticks: counts from sockstat, tuples aged from the last listing). A
-listing keys only the TIME_WAIT created since the previous one ("listing") unless its
-counts disagree with the cache ("full listing", also forced once per run here). "first"
-is the start-up tick (whole /proc fd scan, full listing). The run lasts past the 30 s
-full fd rescan.
+per-process rows, attribution, pools, verdict). Above 5k TIME_WAIT the Linux source
+leaves TIME_WAIT out of the live table and lists one slice of the TIME_WAIT tuples a
+tick, in the same dump ("slice" ticks; core/time_wait_slices.py: ~12k rows a slice at
+most, each renewed once a round); a tick with no slice due is "cached". A new port
+range (narrowed by a port once per run here) makes the next ticks renew every slice, a
+few a tick ("renewal"). "first" is the start-up tick (whole /proc fd scan, every slice
+listed). The run lasts past the 30 s full fd rescan.
 """
 
 from __future__ import annotations
@@ -40,11 +40,11 @@ from benchmarks.build_sockets import EstablishedHolders, TimeWaitChurn  # noqa: 
 from tests.support.netns import netns_unavailable_reason, run_in_netns, sockstat_tw  # noqa: E402
 
 TICKS = 36  # past the 30 s full fd rescan, 7 listings
-FORCED_FULL_TICK = 22  # a listing tick (every 5th) forced to rebuild from scratch
+SETTING_TICK = 22  # the port range narrowed by one port before this tick
 TARGET_RATIO = 0.25
 TARGET_RSS_MB = 64.0
 TIME_WAIT_SECONDS = 60.0  # Linux, fixed
-KINDS = ("first", "slice", "cached", "full listing")
+KINDS = ("first", "slice", "renewal", "cached", "full listing")
 
 
 class SamplerProcess:
@@ -97,7 +97,7 @@ def _measure(size: int, established: int, ticks: int) -> dict:
         for i in range(ticks):
             time.sleep(max(next_tick - time.monotonic(), 0.0))  # 1 Hz, like the window's timer
             next_tick = max(next_tick + 1.0, time.monotonic())
-            tick = sampler.ask("full" if i == FORCED_FULL_TICK else "tick")
+            tick = sampler.ask("range" if i == SETTING_TICK else "tick")
             tick["ss_ms"] = _ss_ms()  # the same table, right after
             rows.append(tick)
         memory = sampler.close()

@@ -220,11 +220,13 @@ class Sampler:
         Cached rows keep the facts of their listing: listeners that came or went are
         followed as the slices are renewed (within a cycle); tcp_tw_reuse is the pools'
         (followed at once); a new port range or TIME_WAIT length changes which rows count
-        at all, so it makes the next read list everything."""
+        at all, so every slice is renewed within the next few reads (a few a read)."""
         if sum(hi - lo for lo, hi in slices) == KEY_END:
             self._listing_config = config
         elif self._listing_config is not None and _row_facts(config) != _row_facts(self._listing_config):
-            self.request_full_listing()
+            renew = getattr(self._source, "renew_time_wait_soon", self.request_full_listing)
+            renew()
+            self._listing_config = config
         tier = self._tier
         tier.keep_rows = config.pool_scope != "per_destination"
         list_time_wait = self._source.list_time_wait  # type: ignore[attr-defined]  # see SocketSource

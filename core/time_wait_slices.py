@@ -61,14 +61,23 @@ class TimeWaitSlices:
         self._listed_at: list[float | None] = [None] * (len(self.cuts) - 1)
         self._keys: list[np.ndarray] = [np.zeros(0, dtype=np.uint32) for _ in self._listed_at]
         self._everything = True
+        self._soon: set[int] = set()  # slices to renew before their turn, a few a read
+        self._per_read = 0
 
     def ranges(self) -> list[tuple[int, int]]:
         cuts = self.cuts.tolist()
         return list(zip(cuts[:-1], cuts[1:], strict=True))
 
     def request_everything(self) -> None:
-        """List every slice at the next read (start-up, settings that change every row's facts)."""
+        """List every slice at the next read."""
         self._everything = True
+
+    def renew_soon(self, per_read: int = 3) -> None:
+        """Renew every slice within the next few reads, per_read + 1 a read counting the
+        one whose turn it is (new settings: each read stays small, the cache is renewed
+        in len / (per_read + 1) reads instead of a cycle)."""
+        self._soon = set(range(len(self._listed_at)))
+        self._per_read = per_read
 
     @property
     def cycle_seconds(self) -> float:
@@ -87,6 +96,8 @@ class TimeWaitSlices:
         due = {i for i, age in enumerate(ages) if age >= 2 * cycle}
         if ages[stalest] >= cycle * (len(ages) - 1) / len(ages):
             due.add(stalest)
+        for i in sorted(self._soon - due, key=lambda i: -ages[i])[:max(self._per_read + 1 - len(due), 0)]:
+            due.add(i)
         return sorted(due)
 
     def listed(self, slices: list[int], keys: list[np.ndarray], now: float) -> None:
@@ -97,6 +108,7 @@ class TimeWaitSlices:
         for i, k in zip(slices, keys, strict=True):
             self._keys[i] = k
             self._listed_at[i] = now
+            self._soon.discard(i)
         if self._everything and len(slices) == len(self._listed_at):
             self._everything = False
             self._stagger(now)
@@ -145,3 +157,4 @@ class TimeWaitSlices:
         at[-1] = len(ordered)
         self._keys = [ordered[a:b] for a, b in zip(at[:-1].tolist(), at[1:].tolist(), strict=True)]
         self._listed_at = [None] * (len(cuts) - 1)
+        self._soon = set(range(len(self._listed_at))) if self._soon else set()

@@ -100,3 +100,17 @@ def test_a_bigger_table_is_cut_into_more_slices_at_the_same_pace() -> None:
     assert all(len(due) <= 1 for due in listed[2:])
     assert slices.cycle_seconds == len(ranges)
     assert {i for due in listed[-len(ranges):] for i in due} == set(range(len(ranges)))
+
+
+def test_new_settings_renew_every_slice_within_a_few_reads_a_few_at_a_time() -> None:
+    rng = np.random.default_rng(13)
+    keys = _keys(rng.integers(*RANGE, 100_000), np.full(100_000, 443))
+    slices = TimeWaitSlices(RANGE, refresh_seconds=5.0)
+    _run(slices, [float(t) for t in range(20)], keys)
+    n = len(slices.ranges())
+    slices.renew_soon(per_read=2)
+    listed = _run(slices, [float(t) for t in range(20, 30)], keys)
+    reads_to_renew = -(-n // 3)
+    assert all(len(due) <= 3 for due in listed)
+    assert {i for due in listed[:reads_to_renew] for i in due} == set(range(n))
+    assert all(len(due) <= 1 for due in listed[reads_to_renew + 1:])
