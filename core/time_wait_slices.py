@@ -96,8 +96,15 @@ class TimeWaitSlices:
         due = {i for i, age in enumerate(ages) if age >= 2 * cycle}
         if ages[stalest] >= cycle * (len(ages) - 1) / len(ages):
             due.add(stalest)
-        for i in sorted(self._soon - due, key=lambda i: -ages[i])[:max(self._per_read + 1 - len(due), 0)]:
-            due.add(i)
+        if self._soon and len(due) <= self._per_read:
+            # Next to the slice whose turn it is (or the stalest one to renew): the
+            # source lists contiguous slices in one dump.
+            at = min(due) if due else max(self._soon, key=lambda i: ages[i])
+            due.add(at)
+            for i in sorted(self._soon - due, key=lambda i: (abs(i - at), i)):
+                if len(due) > self._per_read:
+                    break
+                due.add(i)
         return sorted(due)
 
     def listed(self, slices: list[int], keys: list[np.ndarray], now: float) -> None:

@@ -140,7 +140,6 @@ class TimeWaitTier:
         # (Linux) never read them back, and at 100k rows they were a tenth of the memory.
         self.keep_rows = keep_rows
         self._start = 0
-        self._port_rows = np.zeros(65536, dtype=np.int32)  # live cached rows per local port
         self.listed_at: float | None = None
         self._rows = empty_table()
         self._deadline = np.zeros(0, dtype=np.float64)
@@ -271,7 +270,6 @@ class TimeWaitTier:
         # whole-range judgement (local ports).
         self._port_key = joined(self._port_key[kept], (rows["lport"].astype(np.uint32) << np.uint32(16))
                                 | rows["rport"].astype(np.uint32))
-        self._port_rows = np.bincount(self._port_key >> np.uint32(16), minlength=65536).astype(np.int32)
         self._pids, self._pool_keys, self._remote_keys = pids, pool_keys, remote_keys
         assert pool_rows is not None and remote_rows is not None
         self._pool_rows, self._remote_rows = pool_rows, remote_rows
@@ -384,15 +382,15 @@ class TimeWaitTier:
     # -- a tick -------------------------------------------------------------------------
     def age(self, now: float) -> None:
         """Drop the rows whose TIME_WAIT has run out by `now`."""
-        start = max(self._start, int(np.searchsorted(self._deadline, now, side="right")))
-        if start > self._start:
-            gone = self._port_key[self._start:start] >> np.uint32(16)
-            self._port_rows -= np.bincount(gone, minlength=65536).astype(np.int32)
-        self._start = start
+        self._start = max(self._start, int(np.searchsorted(self._deadline, now, side="right")))
 
-    def held_ports(self) -> np.ndarray:
-        """bool per port number 0-65535: some live cached TIME_WAIT row holds it."""
-        return self._port_rows > 0
+    def held_ports(self, held: np.ndarray | None = None) -> np.ndarray:
+        """bool per port number 0-65535: some live cached TIME_WAIT row holds it (marked
+        in `held` if given). Worked out when asked: a count per port kept per segment
+        was 256 KB each."""
+        held = np.zeros(65536, dtype=bool) if held is None else held
+        held[self._port_key[self._start:] >> np.uint32(16)] = True
+        return held
 
     def counts(self, pending: int) -> TierCounts:
         totals = self._totals.minus(self._aggregate(0, self._start)) if self._start else self._totals
@@ -520,7 +518,7 @@ class TimeWaitCache:
         """bool per port number 0-65535: some live cached TIME_WAIT row holds it."""
         held = np.zeros(65536, dtype=bool)
         for _, _, tier in self._segments:
-            held |= tier.held_ports()
+            tier.held_ports(held)
         return held
 
     def arrival_share(self, pool_key: int | None) -> float:

@@ -140,6 +140,8 @@ def _connect_result(port: int, *, bind_first: bool = False, reuseaddr: bool = Fa
 
 
 def _whole_range_body(fill: str, tw_reuse: str):
+    import time
+
     from core.judgement import JudgedSampler
     from core.sampler import Sampler
     from tests.support.netns import set_sysctl
@@ -151,11 +153,17 @@ def _whole_range_body(fill: str, tw_reuse: str):
         used: set[int] = set()
         if fill == "bind":
             # A program that binds before connecting, churning toward four destinations:
-            # every port of the range ends in TIME_WAIT, a quarter toward each.
-            for i in range(400):
-                if len(used) == 100:
-                    break
-                _connect_result(destinations[i % 4], bind_first=True, used=used)
+            # every port of the range ends in TIME_WAIT, a quarter toward each. Until the
+            # kernel counts 100 TIME_WAIT, not for a number of attempts: now and then it
+            # ends a closed loopback connection with a reset instead, which frees a port
+            # to fill again; while every port is held (the listener has not closed its
+            # side yet) bind() fails and the loop polls.
+            deadline = time.monotonic() + 10
+            i = 0
+            while sockstat_tw() < 100 and time.monotonic() < deadline:
+                if _connect_result(destinations[i % 4], bind_first=True, used=used) != "ok":
+                    time.sleep(0.01)
+                i += 1
         else:
             # Plain connect()s until every destination's pool is full.
             for i in range(400):

@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 # attributed by inference until the next listing names it exactly.
 TIME_WAIT_TIER_MIN = 5_000
 TIME_WAIT_REFRESH_SECONDS = 5.0
-RUN_SLICES = 3  # slices dumped together when a read lists most of them (start-up)
+RUN_SLICES = 3  # contiguous due slices dumped together (start-up, new settings)
 # New settings: slices renewed a read besides the one whose turn it is (at 100k, two
 # slices a read cost ~0.19x ss -tanp, three 0.25x: benchmarks/sampling.py).
 RENEWED_EXTRA_PER_READ = 1
@@ -72,9 +72,9 @@ class LinuxSource:
         self._slices: TimeWaitSlices | None = None  # made at the first read (needs the port range)
         # The slices the last read named: its time, slot per range, port keys of those listed.
         self._due: tuple[float, dict[tuple[int, int], int], dict[int, np.ndarray]] = (0.0, {}, {})
-        self._listed_with_table: TimeWaitPiece | None = None  # a slice the read's own dump listed
         self._one_dump: bool | None = None  # whether the kernel takes full_sockets_and (None: not tried)
-        # The run of slices dumped together while a read lists most of them: lo, hi, keys, rows, left.
+        # The due slices dumped together (the read's own dump holds the first run): lo,
+        # hi, and the TIME_WAIT there (keys, rows, ms left).
         self._run: tuple[int, int, np.ndarray, np.ndarray, np.ndarray] | None = None
         self._diag: DiagSocket | None = None
         self._owners = InodeOwners(proc)
@@ -166,13 +166,12 @@ class LinuxSource:
             ranges = self._slices.ranges()
             slices = tuple(ranges[i] for i in due)
             self._due = (now, {ranges[i]: i for i in due}, {})
-            self._listed_with_table = None
             self._run = None
             if whole:
                 table, expires = self._dump(ALL_STATES_MASK, with_expires=True)
                 self._slices.listed_whole(port_keys(table[table["state"] == TIME_WAIT]), now)
-            elif len(slices) == 1 and self._one_dump is not False:
-                table = self._dump_with_slice(*slices[0])
+            elif slices and self._one_dump is not False:
+                table = self._dump_with_run(slices[0][0], _run_end(slices))
             else:
                 table, _ = self._dump(ALL_STATES_MASK & ~TIME_WAIT_BIT, with_expires=False)
             table["pid"] = self._owners.owners(table["inode"])
@@ -195,10 +194,10 @@ class LinuxSource:
             identities=identities,
         )
 
-    def _dump_with_slice(self, lo: int, hi: int) -> np.ndarray:
-        """The live table and one TIME_WAIT slice from one dump (full_sockets_and): the
-        slice is kept for list_time_wait. Where the kernel refuses the filter, two dumps
-        from then on."""
+    def _dump_with_run(self, lo: int, hi: int) -> np.ndarray:
+        """The live table and the TIME_WAIT of the first run of due slices, [lo, hi),
+        from one dump (full_sockets_and): one walk of the kernel's table. The run is kept
+        for list_time_wait. Where the kernel refuses the filter, two dumps from then on."""
         try:
             rows, left = self._dump(ALL_STATES_MASK, with_expires=True,
                                     bytecode=full_sockets_and(port_key_filter(lo, hi)))
@@ -212,29 +211,26 @@ class LinuxSource:
         self._one_dump = True
         is_tw = rows["state"] == TIME_WAIT
         keys = port_keys(rows)
-        # TIME_WAIT bound to a device comes whatever the slice: only this slice's is kept.
+        # TIME_WAIT bound to a device comes whatever the filter: only the run's is kept.
         mine = is_tw & (keys >= lo) & (keys < hi)
-        self._listed_with_table = TimeWaitPiece(lo, hi, take_rows(rows, mine), left[mine])
+        self._run = (lo, hi, keys[mine], take_rows(rows, mine), left[mine])
         return take_rows(rows, ~is_tw)
 
-    def _from_run(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        """One slice of a read that lists most of them: the due slices are dumped RUN at
-        a time (one walk of the kernel's table for RUN slices: at 100k, ~22 ms a walk
-        against ~2 ms of messages a slice), each slice picked from its run's rows. RUN
-        rather than all at once: the run's rows are held while its slices are keyed."""
+    def _run_of(self, lo: int, hi: int) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
+        """The run of due slices [lo, hi) is in: dumped together, up to RUN_SLICES
+        contiguous ones (one walk of the kernel's table for them: at 100k a walk costs
+        ~9 ms, a slice's messages ~2 ms). A run rather than everything at once: its rows
+        are held while its slices are keyed."""
         if self._run is None or not (self._run[0] <= lo and hi <= self._run[1]):
             due = sorted(self._due[1])
-            first = due.index((lo, hi))
-            end = first
+            first = end = due.index((lo, hi))
             while end + 1 < len(due) and end + 1 - first < RUN_SLICES and due[end + 1][0] == due[end][1]:
                 end += 1
             run_hi = due[end][1]
             self._run = None  # the previous run's rows go before this one's come
             rows, left = self._dump(TIME_WAIT_BIT, with_expires=True, bytecode=port_key_filter(lo, run_hi))
             self._run = (lo, run_hi, port_keys(rows), rows, left)
-        _, _, keys, rows, left = self._run
-        mine = (keys >= lo) & (keys < hi)
-        return take_rows(rows, mine), left[mine]
+        return self._run
 
     def _dump(self, mask: int, *, with_expires: bool, bytecode: bytes = b"") -> tuple[np.ndarray, np.ndarray]:
         try:
@@ -247,16 +243,14 @@ class LinuxSource:
             raise SourceError(f"sock_diag dump failed: {exc}") from exc
 
     def list_time_wait(self, lo: int, hi: int) -> TimeWaitPiece:
-        """The TIME_WAIT sockets of one slice the last read named (its own filtered dump:
-        the kernel sends only those). Once every slice it named was listed, they count as
+        """The TIME_WAIT sockets of one slice the last read named (filtered by the
+        kernel: it sends only those). Once every slice it named was listed, they count as
         listed at that read."""
         at, slots, listed = self._due
-        piece = self._listed_with_table
-        if piece is not None and (piece.lo, piece.hi) == (lo, hi):
-            self._listed_with_table = None
-            rows, left = piece.rows, piece.expires_ms
-        elif len(slots) > 1 and len(slots) * 2 >= len(self._slices.ranges() if self._slices else ()):
-            rows, left = self._from_run(lo, hi)
+        if (lo, hi) in slots:
+            _, _, keys, rows, left = self._run_of(lo, hi)
+            mine = (keys >= lo) & (keys < hi)
+            rows, left = take_rows(rows, mine), left[mine]
         else:
             rows, left = self._dump(TIME_WAIT_BIT, with_expires=True, bytecode=port_key_filter(lo, hi))
         rows["pid"] = -1  # a TIME_WAIT socket has no owner (inode 0)
@@ -279,3 +273,11 @@ class LinuxSource:
         if self._diag is not None:
             self._diag.close()
             self._diag = None
+
+
+def _run_end(slices: tuple[tuple[int, int], ...]) -> int:
+    """Where the run of contiguous slices the first one starts ends (RUN_SLICES at most)."""
+    end = 0
+    while end + 1 < min(len(slices), RUN_SLICES) and slices[end + 1][0] == slices[end][1]:
+        end += 1
+    return slices[end][1]
