@@ -23,12 +23,12 @@ def _keys(table: np.ndarray) -> list[int]:
     return sorted((table["lport"].astype(np.int64) << 16 | table["rport"]).tolist())
 
 
-def _settled(table: np.ndarray) -> np.ndarray | None:
-    """The table once every socket is listening, established or in TIME_WAIT (closing
-    ones come and go between two dumps), else None."""
+def _settled(table: np.ndarray) -> list[np.ndarray] | None:
+    """[table] once every socket is listening, established or in TIME_WAIT (closing ones
+    come and go between two dumps), else None."""
     from core.model import ESTABLISHED, LISTEN, TIME_WAIT
 
-    return table if np.isin(table["state"], [ESTABLISHED, LISTEN, TIME_WAIT]).all() else None
+    return [table] if np.isin(table["state"], [ESTABLISHED, LISTEN, TIME_WAIT]).all() else None
 
 
 def _filtered_dumps(ranges: list[tuple[int, int]]) -> dict[str, Any]:
@@ -42,7 +42,7 @@ def _filtered_dumps(ranges: list[tuple[int, int]]) -> dict[str, Any]:
             socket.create_connection(("127.0.0.1", listener.port)).close()
     wait_until(lambda: all(listener.accepted == 30 for listener in listeners), 20, "90 accepted")
     diag = DiagSocket()
-    whole = wait_until(lambda: _settled(read_table(diag, ALL_STATES_MASK)[0]), 20, "the closes to settle")
+    (whole,) = wait_until(lambda: _settled(read_table(diag, ALL_STATES_MASK)[0]), 20, "the closes to settle")
     keys = np.array(_keys(whole), dtype=np.int64)
     results = []
     for lo, hi in ranges:
@@ -102,7 +102,7 @@ def _source_slices(broken_filter: bool) -> dict[str, Any]:
         client.close()
     wait_until(lambda: listener.accepted == 70, 20, "70 accepted")
     diag = DiagSocket()
-    whole = wait_until(lambda: _settled(read_table(diag, ALL_STATES_MASK)[0]), 20, "the closes to settle")
+    (whole,) = wait_until(lambda: _settled(read_table(diag, ALL_STATES_MASK)[0]), 20, "the closes to settle")
     source = linux.LinuxSource(trace=False, tier_min=1, refresh_seconds=5.0)
     reads = []
     for _ in range(7):
