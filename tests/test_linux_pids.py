@@ -59,3 +59,48 @@ def test_the_periodic_reread_is_spread_over_reads_within_a_budget() -> None:
     assert (owners.lookup(inodes) == os.getpid()).all()
     for s in socks:
         s.close()
+
+
+def _churning_neighbour(conn: object) -> None:
+    """Another process whose fd count changes all the time (a busy proxy's, say)."""
+    held = [socket.socket() for _ in range(2000)]
+    conn.send("ready")  # type: ignore[attr-defined]
+    while not conn.poll(0):  # type: ignore[attr-defined]
+        held.append(socket.socket())
+        held.pop(0).close()
+    for s in held:
+        s.close()
+
+
+def test_a_busy_neighbour_is_not_read_while_every_socket_of_the_table_has_an_owner() -> None:
+    """Processes whose fd count changed are read only when some socket in the table has
+    no owner yet: a neighbour churning 2,000 fds costs nothing while the table's own
+    sockets are all known, and a new socket of ours is still found at once."""
+    import multiprocessing
+
+    from core.sources.linux_pids import InodeOwners
+
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe()
+    neighbour = ctx.Process(target=_churning_neighbour, args=(child,), daemon=True)
+    neighbour.start()
+    try:
+        assert parent.poll(20) and parent.recv() == "ready"
+        ours = [socket.socket() for _ in range(10)]
+        owners = InodeOwners(full_every=3600.0)
+        inodes = np.array([_inode(s) for s in ours], dtype=np.uint64)
+        assert (owners.owners(inodes) == os.getpid()).all()  # the first read is whole
+        scanned = []
+        for _ in range(5):
+            owners.owners(inodes)
+            scanned.append(owners.fds_scanned)
+        assert max(scanned) < 100  # the neighbour's ~2,000 fds are never read again
+        new = socket.socket()  # a socket of ours the map does not know yet
+        found = owners.owners(np.append(inodes, np.uint64(_inode(new))))
+        assert (found == os.getpid()).all()
+        new.close()
+        for s in ours:
+            s.close()
+    finally:
+        parent.send("stop")
+        neighbour.join(10)

@@ -146,12 +146,18 @@ class InodeOwners:
     def _list_pids(self) -> list[int]:
         return [int(name) for name in os.listdir(self.proc) if name.isdigit()]
 
-    def refresh(self, now: float | None = None) -> None:
+    def refresh(self, now: float | None = None, *, scan_changed: bool = True,
+                periodic_pids: set[int] | None = None) -> None:
         """Bring the map up to date: rescan new processes and those whose fd count
         changed; forget exited ones; everything at the first call (and when owners()
         asks). Besides, each process is re-read once every `full_every` seconds, at
         most ~`periodic_fd_budget` fds a read: all at once was one read costing ~7 us
-        per open fd of the whole machine every 30 s."""
+        per open fd of the whole machine every 30 s.
+
+        scan_changed=False leaves processes whose fd count changed unread (and still
+        counted as changed): nothing in the table needs an owner. periodic_pids: re-read
+        only these periodically (the owners of sockets in the table): a busy neighbour's
+        10k fds, another network namespace's, cost ~20k readlink a read otherwise."""
         now = time.monotonic() if now is None else now
         self.fds_scanned = 0
         self.denied_pids = 0
@@ -167,11 +173,14 @@ class InodeOwners:
                 self._forget(pid)
                 continue
             changed = self._fd_count.get(pid) != count or count == 0 and pid not in self._fd_count
-            if self._everything or changed:
+            if self._everything or changed and scan_changed:
                 self._fd_count[pid] = count
                 self._scanned_at[pid] = now
                 self._scan_pid(pid)
-            elif now - self._scanned_at.get(pid, now) >= self.full_every:
+            elif changed:
+                continue
+            elif now - self._scanned_at.get(pid, now) >= self.full_every and (
+                    periodic_pids is None or pid in periodic_pids):
                 due.append(pid)
         self._everything = False
         self._periodic_checks(due, now)
@@ -225,7 +234,16 @@ class InodeOwners:
         fds). Sockets nobody holds (kernel sockets, other pid namespaces) are remembered
         so they do not cost a rescan every sample."""
         now = time.monotonic() if now is None else now
-        self.refresh(now)
+        if self._everything:
+            self.refresh(now)
+        else:
+            # Processes whose fd count changed are read only when some socket of the
+            # table has no owner yet: else nothing there can be learnt.
+            known = self.lookup(inodes)
+            unknown = (known < 0) & (inodes != 0)
+            if unknown.any() and self._unclaimed:
+                unknown &= ~np.isin(inodes, np.fromiter(self._unclaimed, dtype=np.uint64))
+            self.refresh(now, scan_changed=bool(unknown.any()), periodic_pids=set(known[known >= 0].tolist()))
         pids = self.lookup(inodes)
         missing = (pids < 0) & (inodes != 0)
         if not missing.any():
