@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.gui_responsiveness import describe, measure, window_arguments  # noqa: E402
+from benchmarks.proc_cpu import BUSY_FDS  # noqa: E402
 
 CPU_LIMIT_PERCENT = 3.0
 
@@ -37,6 +38,11 @@ def main() -> int:
         print(f"from /proc, outside: {proc.cpu_s:.2f} s over {proc.seconds:.1f} s = {proc.percent:.2f}% "
               f"of one core (window process {proc.process_s:.2f} s, sampling child {proc.children_s:.2f} s); "
               f"psutil, inside: {run.cpu_percent:.2f}%")
+        if proc.busy_others:
+            # Not this benchmark's, but the sampler reads every process's fds: a busy
+            # neighbour (another benchmark) makes the sampling child cost more.
+            print(f"other processes with over {BUSY_FDS:,} fds changing during the run (the sampler re-reads "
+                  f"them): {'; '.join(f'pid {p} {n:,} fds {cmd}' for p, n, cmd in proc.busy_others)}")
     for label, percent in (("psutil, inside", run.cpu_percent),
                            ("/proc, outside", proc.percent if proc is not None else None)):
         if percent is None:

@@ -17,6 +17,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+BUSY_FDS = 1000
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,10 @@ class ProcCpu:
     seconds: float
     process_s: float
     children_s: float
+    # Other processes of the machine holding more than BUSY_FDS fds whose count changed
+    # during the run: (pid, fds at the end, command). The sampler re-reads the fds of a
+    # process whose count changed, so they cost the sampling child, not the window.
+    busy_others: tuple[tuple[int, int, str], ...] = ()
 
     @property
     def cpu_s(self) -> float:
@@ -65,6 +70,29 @@ def children(pid: int) -> list[int]:
     return sorted(found)
 
 
+def fd_counts(skip: set[int]) -> dict[int, int]:
+    """Open fds of every process not in `skip` with more than BUSY_FDS (Linux >= 6.2
+    gives the count as the size of /proc/PID/fd)."""
+    counts = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit() and int(name) not in skip:
+            try:
+                size = os.stat(f"/proc/{name}/fd").st_size
+            except OSError:
+                continue
+            if size > BUSY_FDS:
+                counts[int(name)] = size
+    return counts
+
+
+def command(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:80]
+    except OSError:
+        return "?"
+
+
 def _snapshot(pid: int, ignore: set[int]) -> tuple[int, dict[int, int]]:
     own = cpu_ticks(pid) or 0
     kids = {}
@@ -86,8 +114,13 @@ def watch(conn: Connection, pid: int, ignore: tuple[int, ...]) -> None:
         return
     started = time.monotonic()
     own_before, kids_before = _snapshot(pid, skip)
+    ours = skip | {pid, os.getpid()} | set(kids_before)
+    fds_before = fd_counts(ours)
     conn.recv()  # "stop"
     own_after, kids_after = _snapshot(pid, skip)
     seconds = time.monotonic() - started
+    fds_after = fd_counts(ours)
+    busy = tuple((other, n, command(other)) for other, n in sorted(fds_after.items())
+                 if fds_before.get(other) != n)
     children_ticks = sum(ticks - kids_before.get(child, 0) for child, ticks in kids_after.items())
-    conn.send(ProcCpu(seconds, (own_after - own_before) / CLOCK_TICKS, children_ticks / CLOCK_TICKS))
+    conn.send(ProcCpu(seconds, (own_after - own_before) / CLOCK_TICKS, children_ticks / CLOCK_TICKS, busy))

@@ -39,8 +39,7 @@ _KEY = int(KEY_ROLE)
 _RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 _LEFT = int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
 _MODEL_ROLES = (_TOOLTIP, _SORT, _KEY)
-_NO_FLAGS = Qt.ItemFlag.NoItemFlags
-_ROW_FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
+_HORIZONTAL = Qt.Orientation.Horizontal
 
 
 @dataclass(frozen=True)
@@ -68,6 +67,11 @@ class KeyedTableModel(QAbstractTableModel, Generic[RowT]):
         self._cells: list[tuple[tuple[str, ...], tuple[Any, ...]]] = []  # (texts, sort values) per row
         self._position: dict[Hashable, int] = {}
         self._alignment = tuple(_RIGHT if c.numeric else _LEFT for c in self._columns)
+        self._header: dict[tuple[int, int], str] = {}
+        for section, column in enumerate(self._columns):
+            self._header[(section, _DISPLAY)] = column.title
+            if column.tooltip:
+                self._header[(section, _TOOLTIP)] = column.tooltip
 
     def _cells_of(self, row: RowT) -> tuple[tuple[str, ...], tuple[Any, ...]]:
         values = tuple(c.value(row) for c in self._columns)
@@ -105,18 +109,11 @@ class KeyedTableModel(QAbstractTableModel, Generic[RowT]):
 
     def headerData(self, section: int, orientation: Qt.Orientation,
                    role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(self._columns):
-            return None
-        if role == _DISPLAY:
-            return self._columns[section].title
-        if role == _TOOLTIP:
-            return self._columns[section].tooltip or None
-        return None
+        # Asked for every header section at each repaint and size check: a lookup.
+        return self._header.get((section, int(role))) if orientation == _HORIZONTAL else None
 
-    def flags(self, index: _ANY_INDEX) -> Qt.ItemFlag:
-        if not index.isValid():
-            return _NO_FLAGS
-        return _ROW_FLAGS
+    # flags(): QAbstractTableModel's own (enabled, selectable, never has children) is
+    # what these tables need, answered without a call into Python per painted cell.
 
     # -- for the window -------------------------------------------------------------
     def row_tooltip(self, row: RowT) -> str | None:

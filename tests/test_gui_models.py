@@ -172,6 +172,21 @@ def test_invalid_indexes_give_nothing() -> None:
     assert model.data(QModelIndex()) is None
     assert model.rowCount(model.index(0, 0)) == 0
     assert model.headerData(99, Qt.Orientation.Horizontal) is None
+    assert model.flags(QModelIndex()) == Qt.ItemFlag.NoItemFlags
+
+
+def test_rows_are_selectable_leaves_and_headers_say_what_columns_hold() -> None:
+    model = ProcessTableModel()
+    model.update([proc(10, "curl", tw=5)])
+    flags = model.flags(model.index(0, 0))
+    for flag in (Qt.ItemFlag.ItemIsEnabled, Qt.ItemFlag.ItemIsSelectable, Qt.ItemFlag.ItemNeverHasChildren):
+        assert flags & flag
+    assert not flags & Qt.ItemFlag.ItemIsEditable
+    assert model.headerData(4, Qt.Orientation.Horizontal) == "TIME_WAIT"
+    tooltip = Qt.ItemDataRole.ToolTipRole
+    assert model.headerData(4, Qt.Orientation.Horizontal, tooltip) == "Exact plus inferred"
+    assert model.headerData(1, Qt.Orientation.Horizontal, tooltip) is None
+    assert model.headerData(0, Qt.Orientation.Vertical) is None
 
 
 def test_compact_states_biggest_first() -> None:
