@@ -85,6 +85,13 @@ class KeyedTableModel(QAbstractTableModel, Generic[RowT]):
     def columnCount(self, parent: _ANY_INDEX = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._columns)
 
+    def index(self, row: int, column: int, parent: _ANY_INDEX = QModelIndex()) -> QModelIndex:  # noqa: B008
+        # Qt's own index() calls rowCount() and columnCount() into Python each time; the
+        # proxy asks for an index per comparison when it re-sorts, every sample.
+        if parent.isValid() or not (0 <= row < len(self._rows) and 0 <= column < len(self._columns)):
+            return QModelIndex()
+        return self.createIndex(row, column)
+
     def data(self, index: _ANY_INDEX, role: int = _DISPLAY) -> Any:
         row, column = index.row(), index.column()
         if not 0 <= row < len(self._rows) or not 0 <= column < len(self._columns):
