@@ -27,11 +27,13 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.proc_cpu import ProcCpu, watch  # noqa: E402
 from tests.support.netns import enter_new_netns, netns_unavailable_reason, sockstat_tw, wait_until  # noqa: E402
 from tests.support.traffic import set_process_name  # noqa: E402
 
@@ -112,14 +114,17 @@ class WindowRun:
     errors: list[str] = field(default_factory=list)
     slow_gaps: list[tuple[float, float]] = field(default_factory=list)  # (end time, gap ms) > 25 ms
     sample_times: list[float] = field(default_factory=list)  # perf_counter when shown
+    proc: ProcCpu | None = None  # the same run's CPU read from /proc by another process
 
     @property
     def cpu_percent(self) -> float:
         return 100.0 * self.cpu_seconds / self.seconds if self.seconds else 0.0
 
 
-def run_window(seconds: float, interval_s: float, tick_timer: bool = True) -> WindowRun:
-    """The real window with the real sampler, measured for `seconds` after its first sample."""
+def run_window(seconds: float, interval_s: float, tick_timer: bool = True,
+               watcher: Connection | None = None) -> WindowRun:
+    """The real window with the real sampler, measured for `seconds` after its first sample.
+    `watcher`: the pipe to a benchmarks.proc_cpu watcher, told when the run starts and ends."""
     import psutil
     from PySide6.QtCore import QSettings, Qt, QTimer
     from PySide6.QtTest import QTest
@@ -175,6 +180,8 @@ def run_window(seconds: float, interval_s: float, tick_timer: bool = True) -> Wi
     sampler_before = sampler_process.cpu_times() if sampler_process else None
     threads_before = {t.id: t.user_time + t.system_time for t in process.threads()}
     cpu_before = process.cpu_times()
+    if watcher is not None:
+        watcher.send("start")
     wall_before = time.perf_counter()
     last[0] = wall_before
     if tick_timer:  # the probe costs CPU itself: the CPU benchmark runs without it
@@ -195,6 +202,10 @@ def run_window(seconds: float, interval_s: float, tick_timer: bool = True) -> Wi
             profiler.dump_stats(profile_path)
         run.seconds = time.perf_counter() - wall_before
         cpu_after = process.cpu_times()
+        if watcher is not None:
+            watcher.send("stop")
+            if watcher.poll(10):
+                run.proc = watcher.recv()
         run.cpu_seconds = (cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system)
         if sampler_process is not None and sampler_before is not None:
             after = sampler_process.cpu_times()
@@ -231,11 +242,21 @@ def measure(sockets: int, seconds: float, interval_s: float,
     keeper = ctx.Process(target=_time_wait_keeper, args=(sockets, stop, ready), daemon=True)
     build_started = time.perf_counter()
     keeper.start()
+    # The CPU seen from outside: a process that reads /proc for this one and its children
+    # (the sampling child), the keeper left out.
+    watcher_conn, watcher_end = ctx.Pipe()
+    watcher = ctx.Process(target=watch, args=(watcher_end, os.getpid(), (keeper.pid,)), daemon=True)
+    watcher.start()
+    watcher_end.close()
     try:
         wait_until(ready.is_set, 3 * TIME_WAIT_SECONDS, f"{sockets} TIME_WAIT sockets", poll=0.05)
         build_s = time.perf_counter() - build_started
-        run = run_window(seconds, interval_s, tick_timer)
+        run = run_window(seconds, interval_s, tick_timer, watcher_conn)
     finally:
+        watcher_conn.close()
+        watcher.join(5)
+        if watcher.is_alive():
+            watcher.kill()
         stop.set()
         keeper.join(10)
         if keeper.is_alive():

@@ -72,6 +72,7 @@ class StatePlot(QWidget):
         self.cursor_index: int | None = None
         self._moving_cursor = False
         self._antialiased = True
+        self._thinned = True  # clip to view and downsample (see _thin)
 
         pg.setConfigOptions(antialias=True, background="w", foreground="#37474f")
         self.plot_widget = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
@@ -246,6 +247,8 @@ class StatePlot(QWidget):
     def redraw(self) -> None:
         times = self.buffer.times
         first = self._first_drawn()
+        self._thin(bool(first == 0 and (self.replaying or self.paused))
+                   or len(times) - first > max(self.plot_widget.width(), 100))
         for i, curve in enumerate(self.curves):
             if curve.isVisible():
                 curve.setData(times[first:], self.buffer.column(i)[first:])
@@ -313,6 +316,19 @@ class StatePlot(QWidget):
         # pyqtgraph defers the new transform to the paint, where applying it asks for a
         # second paint; applying it now makes one paint per sample.
         self.view_box.updateMatrix()
+
+    def _thin(self, thin: bool) -> None:
+        """Clip to view and peak downsampling only where they can do something: paused or
+        replaying (the whole history, to pan over) or more samples in the window than
+        pixels. Live, the curves are handed the window's samples alone (_first_drawn), and
+        with both on pyqtgraph recomputes every curve again when the view moves, every
+        sample, to clip what is already clipped."""
+        if thin == self._thinned:
+            return
+        self._thinned = thin
+        for curve in self.curves + [self.ports_curve]:
+            curve.setClipToView(thin)
+            curve.setDownsampling(auto=thin, method="peak")
 
     def _antialias(self, smooth: bool) -> None:
         """Antialiased curves only while samples in view are sparse (at least

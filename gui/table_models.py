@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 from PySide6.QtCore import (
     QAbstractTableModel,
     QModelIndex,
+    QModelRoleDataSpan,
     QObject,
     QPersistentModelIndex,
     QRegularExpression,
@@ -28,6 +29,17 @@ RowT = TypeVar("RowT")
 SORT_ROLE = Qt.ItemDataRole.UserRole  # the raw value, so numbers sort as numbers
 KEY_ROLE = Qt.ItemDataRole.UserRole + 1  # the row's key (pid, or (address, port))
 _ANY_INDEX = QModelIndex | QPersistentModelIndex
+# Plain ints: a table's data() runs for every painted cell, and an enum member per
+# comparison costs more than the lookup itself.
+_DISPLAY = int(Qt.ItemDataRole.DisplayRole)
+_ALIGNMENT = int(Qt.ItemDataRole.TextAlignmentRole)
+_TOOLTIP = int(Qt.ItemDataRole.ToolTipRole)
+_SORT = int(SORT_ROLE)
+_KEY = int(KEY_ROLE)
+_RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+_LEFT = int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+_MODEL_ROLES = (_TOOLTIP, _SORT, _KEY)
+_HORIZONTAL = Qt.Orientation.Horizontal
 
 
 @dataclass(frozen=True)
@@ -40,7 +52,11 @@ class Column(Generic[RowT]):
 
 
 class KeyedTableModel(QAbstractTableModel, Generic[RowT]):
-    """A table of frozen rows identified by a key; update() diffs by key."""
+    """A table of frozen rows identified by a key; update() diffs by key.
+
+    Each row's cells (text and sort value) are worked out once, when the row arrives
+    or changes; painting only looks them up. A row whose cells are unchanged emits no
+    dataChanged (nothing to repaint), even when a field the table does not show changed."""
 
     def __init__(self, columns: Sequence[Column[RowT]], key: Callable[[RowT], Hashable],
                  parent: QObject | None = None) -> None:
@@ -48,7 +64,19 @@ class KeyedTableModel(QAbstractTableModel, Generic[RowT]):
         self._columns = tuple(columns)
         self._key = key
         self._rows: list[RowT] = []
+        self._cells: list[tuple[tuple[str, ...], tuple[Any, ...]]] = []  # (texts, sort values) per row
         self._position: dict[Hashable, int] = {}
+        self._alignment = tuple(_RIGHT if c.numeric else _LEFT for c in self._columns)
+        self._header: dict[tuple[int, int], str] = {}
+        for section, column in enumerate(self._columns):
+            self._header[(section, _DISPLAY)] = column.title
+            if column.tooltip:
+                self._header[(section, _TOOLTIP)] = column.tooltip
+
+    def _cells_of(self, row: RowT) -> tuple[tuple[str, ...], tuple[Any, ...]]:
+        values = tuple(c.value(row) for c in self._columns)
+        texts = tuple(c.text(row) if c.text else str(v) for c, v in zip(self._columns, values, strict=True))
+        return texts, values
 
     # -- Qt model interface -----------------------------------------------------------
     def rowCount(self, parent: _ANY_INDEX = QModelIndex()) -> int:  # noqa: B008
@@ -57,38 +85,42 @@ class KeyedTableModel(QAbstractTableModel, Generic[RowT]):
     def columnCount(self, parent: _ANY_INDEX = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._columns)
 
-    def data(self, index: _ANY_INDEX, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid() or index.row() >= len(self._rows) or index.column() >= len(self._columns):
-            return None
-        row = self._rows[index.row()]
-        column = self._columns[index.column()]
-        if role == Qt.ItemDataRole.DisplayRole:
-            return column.text(row) if column.text else str(column.value(row))
-        if role == SORT_ROLE:
-            return column.value(row)
-        if role == KEY_ROLE:
-            return self._key(row)
-        if role == Qt.ItemDataRole.TextAlignmentRole:
-            horizontal = Qt.AlignmentFlag.AlignRight if column.numeric else Qt.AlignmentFlag.AlignLeft
-            return int(horizontal | Qt.AlignmentFlag.AlignVCenter)
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return self.row_tooltip(row)
+    def index(self, row: int, column: int, parent: _ANY_INDEX = QModelIndex()) -> QModelIndex:  # noqa: B008
+        # Qt's own index() calls rowCount() and columnCount() into Python each time; the
+        # proxy asks for an index per comparison when it re-sorts, every sample.
+        if parent.isValid() or not (0 <= row < len(self._rows) and 0 <= column < len(self._columns)):
+            return QModelIndex()
+        return self.createIndex(row, column)
+
+    def data(self, index: _ANY_INDEX, role: int = _DISPLAY) -> Any:
+        row, column = index.row(), index.column()
+        if not 0 <= row < len(self._rows) or not 0 <= column < len(self._columns):
+            return None  # also an invalid index (row -1)
+        if role == _DISPLAY:
+            return self._cells[row][0][column]
+        if role == _SORT:
+            return self._cells[row][1][column]
+        if role == _ALIGNMENT:
+            return self._alignment[column]
+        if role == _KEY:
+            return self._key(self._rows[row])
+        if role == _TOOLTIP:
+            return self.row_tooltip(self._rows[row])
         return None
+
+    def cell(self, row: int, column: int) -> tuple[str, int] | None:
+        """The text and alignment of a cell: all a painted cell asks for (TableFilterProxy)."""
+        if not 0 <= row < len(self._rows) or not 0 <= column < len(self._columns):
+            return None
+        return self._cells[row][0][column], self._alignment[column]
 
     def headerData(self, section: int, orientation: Qt.Orientation,
                    role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(self._columns):
-            return None
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self._columns[section].title
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return self._columns[section].tooltip or None
-        return None
+        # Asked for every header section at each repaint and size check: a lookup.
+        return self._header.get((section, int(role))) if orientation == _HORIZONTAL else None
 
-    def flags(self, index: _ANY_INDEX) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemNeverHasChildren
+    # flags(): QAbstractTableModel's own (enabled, selectable, never has children) is
+    # what these tables need, answered without a call into Python per painted cell.
 
     # -- for the window -------------------------------------------------------------
     def row_tooltip(self, row: RowT) -> str | None:
@@ -108,8 +140,11 @@ class KeyedTableModel(QAbstractTableModel, Generic[RowT]):
         for i, old in enumerate(self._rows):
             new = incoming.pop(self._key(old))
             if new != old:
-                self._rows[i] = new
-                changed.append(i)
+                self._rows[i] = new  # the details dialog reads the newest row
+                cells = self._cells_of(new)
+                if cells != self._cells[i]:
+                    self._cells[i] = cells
+                    changed.append(i)
         if changed:
             # One signal spanning the changed rows: the proxy re-sorts once, not per row.
             self.dataChanged.emit(self.index(changed[0], 0),
@@ -118,6 +153,7 @@ class KeyedTableModel(QAbstractTableModel, Generic[RowT]):
             first = len(self._rows)
             self.beginInsertRows(QModelIndex(), first, first + len(incoming) - 1)
             self._rows.extend(incoming.values())
+            self._cells.extend(self._cells_of(r) for r in incoming.values())
             self._reindex()
             self.endInsertRows()
 
@@ -131,6 +167,7 @@ class KeyedTableModel(QAbstractTableModel, Generic[RowT]):
                 first = gone.pop()
             self.beginRemoveRows(QModelIndex(), first, last)
             del self._rows[first:last + 1]
+            del self._cells[first:last + 1]
             self._reindex()
             self.endRemoveRows()
 
@@ -223,7 +260,11 @@ class RemoteTableModel(KeyedTableModel[RemoteRow]):
 
 
 class TableFilterProxy(QSortFilterProxyModel):
-    """Sorts on raw values and filters on any column's text, case-insensitively."""
+    """Sorts on raw values and filters on any column's text, case-insensitively.
+
+    A painted cell asks for seven roles; QSortFilterProxyModel would ask the model for
+    each in a separate call into Python. multiData answers the two a cell shows (text
+    and alignment) in one call, from the model's cached cells."""
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -231,6 +272,27 @@ class TableFilterProxy(QSortFilterProxyModel):
         self.setFilterKeyColumn(-1)
         self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self.setDynamicSortFilter(True)
+
+    def multiData(self, index: _ANY_INDEX, roles: QModelRoleDataSpan) -> None:  # noqa: N802 - Qt's name
+        source = self.sourceModel()
+        cell = None
+        if isinstance(source, KeyedTableModel) and index.isValid():
+            source_index = self.mapToSource(index)
+            cell = source.cell(source_index.row(), source_index.column())
+        if cell is None:
+            super().multiData(index, roles)
+            return
+        text, alignment = cell
+        for role_data in roles:
+            role = role_data.role()
+            if role == _DISPLAY:
+                role_data.setData(text)
+            elif role == _ALIGNMENT:
+                role_data.setData(alignment)
+            elif role in _MODEL_ROLES:
+                role_data.setData(source.data(source_index, role))
+            else:
+                role_data.clearData()  # fonts, colours, check states: the style's
 
     def set_filter_text(self, text: str) -> None:
         self.setFilterRegularExpression(QRegularExpression(

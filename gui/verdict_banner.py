@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 from core.analysis import CRITICAL_PRESSURE, WARNING_PRESSURE
 from core.model import PortsSummary, Sample
 from gui.style import BANNER_STYLE, LEVEL_COLOURS, LEVEL_WORDS
+from gui.wrapped_text import WrappedTextBox
 
 LEFT_COLUMN_PX = 230
 GAUGE_STYLE = """
@@ -52,8 +53,9 @@ def pool_caption(ports: PortsSummary) -> str:
 
 class VerdictBanner(QFrame):
     """Grows to its text: every reason is on screen (and in a screenshot), never behind a
-    scrollbar. The height changes only when the wording does (the layout asks for the
-    new height once per new text, not per sample)."""
+    scrollbar. The height changes only when the wording does: the reasons and the gauge
+    caption change their numbers every sample, and each sits in a WrappedTextBox, which
+    asks the window for a new layout only when the text needs another height."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -95,7 +97,7 @@ class VerdictBanner(QFrame):
         left.setSpacing(4)
         left.addWidget(self.level_label)
         left.addWidget(self.gauge)
-        left.addWidget(self.gauge_caption)
+        left.addWidget(WrappedTextBox(self.gauge_caption))
         left.addStretch(1)
         left_box = QWidget()
         left_box.setLayout(left)
@@ -103,7 +105,7 @@ class VerdictBanner(QFrame):
         middle = QVBoxLayout()
         middle.setSpacing(2)
         middle.addWidget(self.title_label)
-        middle.addWidget(self.reasons_label)
+        middle.addWidget(WrappedTextBox(self.reasons_label))
         middle.addWidget(self.reboot_label)
         middle.addStretch(1)
         layout = QHBoxLayout(self)

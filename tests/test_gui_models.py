@@ -3,6 +3,8 @@ selection surviving updates and re-sorting, the filter, and the plot buffer."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, Qt
@@ -79,6 +81,44 @@ def test_rows_update_in_place_without_reset() -> None:
     assert events.events == []  # nothing changed: nothing emitted
 
 
+def test_a_change_the_table_does_not_show_repaints_nothing_but_is_kept() -> None:
+    """ProcessRow.time_wait_toward is shown in the details dialog, not in a cell: no
+    dataChanged (no repaint), yet the dialog opened next reads the newest row."""
+    model = ProcessTableModel()
+    model.update([proc(10, "curl", tw=5)])
+    events = Recorder(model)
+    newer = dataclasses.replace(proc(10, "curl", tw=5), time_wait_toward={"127.0.0.1:9000": 5})
+    model.update([newer])
+    assert events.events == []
+    assert model.row_at(model.row_of(10)).time_wait_toward == {"127.0.0.1:9000": 5}
+
+
+def test_painted_cells_come_through_the_proxy_in_one_call(qtbot) -> None:
+    """What a delegate paints (text, alignment) comes from TableFilterProxy.multiData,
+    sorted and filtered like data(); the other roles are still answered."""
+    from PySide6.QtWidgets import QStyledItemDelegate, QStyleOptionViewItem
+
+    model = ProcessTableModel()
+    proxy = TableFilterProxy()
+    proxy.setSourceModel(model)
+    model.update([proc(10, "curl", tw=50), proc(20, "java", conns=3)])
+    proxy.sort(PROCESS_SOCKETS_COLUMN, Qt.SortOrder.AscendingOrder)  # java (3) above curl (50)
+    delegate = QStyledItemDelegate()
+    shown = []
+    for row in range(proxy.rowCount()):
+        for column in (0, 1):
+            option = QStyleOptionViewItem()
+            delegate.initStyleOption(option, proxy.index(row, column))
+            shown.append((option.text, bool(option.displayAlignment & Qt.AlignmentFlag.AlignRight)))
+    assert shown == [("20", True), ("java", False), ("10", True), ("curl", False)]
+    assert proxy.data(proxy.index(0, 0), KEY_ROLE) == 20
+    assert "java (pid 20)" in proxy.data(proxy.index(0, 0), Qt.ItemDataRole.ToolTipRole)
+    model.update([proc(10, "curl", tw=50), proc(20, "java", conns=300)])  # re-sorted
+    option = QStyleOptionViewItem()
+    delegate.initStyleOption(option, proxy.index(0, 1))
+    assert option.text == "curl"
+
+
 def test_selection_survives_updates_and_resorting(qtbot) -> None:
     from PySide6.QtWidgets import QTableView
 
@@ -132,6 +172,21 @@ def test_invalid_indexes_give_nothing() -> None:
     assert model.data(QModelIndex()) is None
     assert model.rowCount(model.index(0, 0)) == 0
     assert model.headerData(99, Qt.Orientation.Horizontal) is None
+    assert model.flags(QModelIndex()) == Qt.ItemFlag.NoItemFlags
+
+
+def test_rows_are_selectable_leaves_and_headers_say_what_columns_hold() -> None:
+    model = ProcessTableModel()
+    model.update([proc(10, "curl", tw=5)])
+    flags = model.flags(model.index(0, 0))
+    for flag in (Qt.ItemFlag.ItemIsEnabled, Qt.ItemFlag.ItemIsSelectable, Qt.ItemFlag.ItemNeverHasChildren):
+        assert flags & flag
+    assert not flags & Qt.ItemFlag.ItemIsEditable
+    assert model.headerData(4, Qt.Orientation.Horizontal) == "TIME_WAIT"
+    tooltip = Qt.ItemDataRole.ToolTipRole
+    assert model.headerData(4, Qt.Orientation.Horizontal, tooltip) == "Exact plus inferred"
+    assert model.headerData(1, Qt.Orientation.Horizontal, tooltip) is None
+    assert model.headerData(0, Qt.Orientation.Vertical) is None
 
 
 def test_compact_states_biggest_first() -> None:

@@ -42,6 +42,32 @@ def test_live_plot_gets_only_its_window_and_all_when_paused(qtbot) -> None:
     assert 3600 <= len(_drawn(plot)) <= 3603
 
 
+def test_curves_are_thinned_only_where_there_is_something_to_thin(qtbot) -> None:
+    """Live with a window's samples fewer than the plot's pixels: no clipping or
+    downsampling (the view moves every second and would recompute every curve for
+    nothing); more samples than pixels, paused or replaying: both, and what is drawn
+    for a day is far fewer points than the day has."""
+    plot = _plot_with_history(qtbot, 86_400)
+    plot.show()
+    qtbot.waitExposed(plot)
+    plot.set_window(300)
+    curve = plot.curves[0]
+    assert not curve.opts["clipToView"] and not curve.opts["autoDownsample"]
+    plot.set_window(3600)  # 3,600 samples on a plot ~1,200 px wide
+    assert curve.opts["clipToView"] and curve.opts["autoDownsample"]
+    plot.set_window(86_400)
+    drawn_x, _ = curve.getData()
+    assert drawn_x is not None and len(drawn_x) < 86_400 // 5  # pyqtgraph's peaks, not every sample
+    plot.set_window(300)
+    assert not curve.opts["clipToView"]
+    plot.set_paused(True)  # the whole day, to pan over
+    assert curve.opts["clipToView"] and curve.opts["autoDownsample"]
+    plot.set_paused(False)
+    assert not curve.opts["clipToView"]
+    drawn_x, _ = curve.getData()
+    assert 300 <= len(drawn_x) <= 303
+
+
 def test_the_counts_row_returns_to_now_when_the_mouse_leaves_the_plot(qtbot) -> None:
     from PySide6.QtCore import QEvent, QPoint
     from PySide6.QtTest import QTest

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QPoint, QRect, Qt
 from PySide6.QtGui import QImage
-from PySide6.QtWidgets import QAbstractScrollArea, QLabel, QWidget
+from PySide6.QtWidgets import QAbstractScrollArea, QApplication, QLabel, QWidget
 
 from core.recording import Recorder
 from tests.support.samples import worst_case_sample
@@ -132,3 +132,57 @@ def test_side_panels_need_no_scrolling_and_key_columns_show(qtbot, tmp_path: Pat
     for title in ("PID", "Name", "Sockets", "TIME_WAIT"):
         column = titles.index(title)
         assert header.sectionViewportPosition(column) + header.sectionSize(column) <= view.viewport().width()
+
+
+def test_reasons_that_change_numbers_relayout_nothing_and_longer_ones_grow_the_banner(qtbot) -> None:
+    """The reasons and the gauge caption carry numbers that change every sample: the
+    window is re-laid out only when the banner needs another height, and then it gets it."""
+    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtWidgets import QVBoxLayout
+
+    from gui.verdict_banner import VerdictBanner, reasons_html
+
+    class LayoutRequests(QObject):
+        count = 0
+
+        def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+            if event.type() == QEvent.Type.LayoutRequest:
+                self.count += 1
+            return False
+
+    window = QWidget()
+    qtbot.addWidget(window)
+    banner = VerdictBanner()
+    layout = QVBoxLayout(window)
+    layout.addWidget(banner)
+    layout.addWidget(QLabel("below"), 1)
+    window.resize(900, 600)
+    window.show()
+    qtbot.waitExposed(window)
+    banner.reasons_label.setText(reasons_html(("The busiest pool uses 624 of 64496 ports (1%).",)))
+    banner.gauge_caption.setText("Busiest pool: a\nAt 166/s: 9,960 in TIME_WAIT")
+    fitted = (banner.reasons_label, banner.gauge_caption)
+    qtbot.waitUntil(lambda: all(label.height() == label.heightForWidth(label.width()) for label in fitted),
+                    timeout=5000)
+    QApplication.processEvents()
+    short = banner.height()
+    requests = LayoutRequests()
+    window.installEventFilter(requests)
+    for n in range(625, 635):  # numbers change, the wrapped height does not
+        banner.reasons_label.setText(reasons_html((f"The busiest pool uses {n} of 64496 ports (1%).",)))
+        banner.gauge_caption.setText(f"Busiest pool: a\nAt {n // 4}/s: {n * 16:,} in TIME_WAIT")
+        QApplication.processEvents()
+    assert requests.count == 0
+    assert banner.height() == short
+    long_reasons = tuple(f"Reason {i}: " + "a long sentence that wraps " * 8 for i in range(4))
+    banner.reasons_label.setText(reasons_html(long_reasons))
+    qtbot.waitUntil(lambda: banner.height() > short + 40, timeout=5000)
+    assert_whole(banner.reasons_label, window)
+    assert requests.count > 0
+    tall = banner.reasons_label.height()
+    window.resize(700, 600)  # narrower: more lines, and still all of them on screen
+    qtbot.waitUntil(lambda: banner.reasons_label.height() == banner.reasons_label.heightForWidth(
+        banner.reasons_label.width()) > tall, timeout=5000)
+    assert_whole(banner.reasons_label, window)
+    banner.reasons_label.setText(reasons_html(("Short again.",)))
+    qtbot.waitUntil(lambda: banner.height() < short + 40, timeout=5000)
