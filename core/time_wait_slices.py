@@ -3,13 +3,14 @@
 Listing 100k TIME_WAIT tuples in one read cost 2-4x a read without them, and a whole
 listing every few seconds made those reads the slowest of all. Instead the table is cut
 into ranges of port keys (local port << 16 | remote port; the kernel filters by them:
-netlink_diag.port_key_filter), SLICES of them, more above SLICES * SLICE_ROWS rows so a
-slice holds about SLICE_ROWS at most; each read lists the slice listed longest ago once
-the others have had their turn, so every read carries one slice and, at a steady pace of
-REFRESH / SLICES seconds a read, each slice is renewed every REFRESH seconds (longer with
-more slices: the pace stays one slice a read). The cuts follow the keys last listed so
-the slices hold about as many rows each: a server's TIME_WAIT all on one local port is
-cut by remote port. Pure bookkeeping: no I/O, no clock of its own.
+netlink_diag.port_key_filter) of about SLICE_ROWS rows each, and each slice is renewed
+every REFRESH seconds, in turn: above SLICES * SLICE_ROWS rows there are more slices
+and they are renewed one a REFRESH / SLICES seconds (a cycle grows: a read's work does
+not). Up to WHOLE_ROWS the whole of TIME_WAIT is one slice, listed every REFRESH
+seconds: at 10k, five slices of 2k a read cost the sampler ~4 ms a second more than
+one listing every 5 s (fixed costs of a listing). The cuts follow the keys last listed
+so the slices hold about as many rows each: a server's TIME_WAIT all on one local port
+is cut by remote port. Pure bookkeeping: no I/O, no clock of its own.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from __future__ import annotations
 import numpy as np
 
 KEY_END = 1 << 32
-SLICES = 5
-SLICE_ROWS = 12_000  # above SLICES of these, more slices: a read's work stays this size
+SLICES = 5  # slices renewed per REFRESH (and the first listing's pieces, for memory)
+SLICE_ROWS = 12_000  # a slice's rows at most (about)
+WHOLE_ROWS = 20_000  # up to this many, one slice
 MAX_SLICES = 40
 # A slice holding more than this share of the mean is a sign the traffic moved: cut anew.
 UNBALANCED = 1.5
@@ -39,8 +41,10 @@ def even_cuts(dynamic_range: tuple[int, int], count: int = SLICES) -> np.ndarray
     return np.array(sorted({0, *[k for k in inner if 0 < k < KEY_END], KEY_END}), dtype=np.int64)
 
 
-def slice_count(rows: int) -> int:
-    return int(min(max(SLICES, -(-rows // SLICE_ROWS)), MAX_SLICES))
+def slice_count(rows: int, slice_rows: int = SLICE_ROWS, whole_rows: int = WHOLE_ROWS) -> int:
+    if rows <= whole_rows:
+        return 1
+    return int(min(max(2, -(-rows // slice_rows)), MAX_SLICES))
 
 
 def balanced_cuts(keys: np.ndarray, count: int = SLICES) -> np.ndarray:
@@ -54,8 +58,11 @@ def balanced_cuts(keys: np.ndarray, count: int = SLICES) -> np.ndarray:
 
 
 class TimeWaitSlices:
-    def __init__(self, dynamic_range: tuple[int, int], refresh_seconds: float, count: int = SLICES) -> None:
+    def __init__(self, dynamic_range: tuple[int, int], refresh_seconds: float, count: int = SLICES, *,
+                 slice_rows: int = SLICE_ROWS, whole_rows: int = WHOLE_ROWS) -> None:
         self.refresh_seconds = refresh_seconds
+        self.slice_rows = slice_rows
+        self.whole_rows = whole_rows
         self.count = count
         self.cuts = even_cuts(dynamic_range, count)
         self._listed_at: list[float | None] = [None] * (len(self.cuts) - 1)
@@ -81,8 +88,9 @@ class TimeWaitSlices:
 
     @property
     def cycle_seconds(self) -> float:
-        """How often each slice is renewed at a steady pace (REFRESH at SLICES slices)."""
-        return self.refresh_seconds * len(self._listed_at) / SLICES
+        """How often each slice is renewed at a steady pace: REFRESH up to SLICES slices,
+        then longer (one slice a REFRESH / SLICES seconds)."""
+        return self.refresh_seconds * max(len(self._listed_at), SLICES) / SLICES
 
     def due(self, now: float) -> list[int]:
         """The slices this read lists: all when asked; else the one listed longest ago
@@ -94,7 +102,8 @@ class TimeWaitSlices:
         stalest = int(np.argmax(ages))
         cycle = self.cycle_seconds
         due = {i for i, age in enumerate(ages) if age >= 2 * cycle}
-        if ages[stalest] >= cycle * (len(ages) - 1) / len(ages):
+        # Half a step (at most half a second: a read's jitter) short of a cycle.
+        if ages[stalest] >= cycle - min(cycle / len(ages), 1.0) / 2:
             due.add(stalest)
         if self._soon and len(due) <= self._per_read:
             # Next to the slice whose turn it is (or the stalest one to renew): the
@@ -123,24 +132,25 @@ class TimeWaitSlices:
 
     def listed_whole(self, keys: np.ndarray, now: float) -> None:
         """A read listed every TIME_WAIT row (a small table)."""
-        self._set_cuts(balanced_cuts(keys, max(self.count, slice_count(len(keys)))), keys)
+        self._set_cuts(balanced_cuts(keys, slice_count(len(keys), self.slice_rows, self.whole_rows)), keys)
         self._everything = False
         self._stagger(now)
 
     def _stagger(self, now: float) -> None:
-        # Ages half a step short of a step apart: the oldest comes due REFRESH/len from
-        # now, the others one step after each other, never on the edge of a steady tick.
+        # Ages a step apart: the oldest comes due a step from now, the others one step
+        # after each other (due half a step before a full cycle: never on the edge).
         n, cycle = len(self._listed_at), self.cycle_seconds
-        self._listed_at = [now - cycle * (i - 0.5) / n for i in range(n)]
+        self._listed_at = [now - cycle * i / n for i in range(n)]
 
     def _rebalance(self, now: float) -> None:
         """New cuts when a slice holds far more than its share, or the table grew or
         shrank past what the number of slices is for."""
         sizes = [len(k) for k in self._keys]
-        count = max(self.count, slice_count(sum(sizes)))
+        count = slice_count(sum(sizes), self.slice_rows, self.whole_rows)
         n = len(sizes)
-        balanced = max(sizes) < BALANCE_MIN_ROWS or max(sizes) <= UNBALANCED * sum(sizes) / n
-        if balanced and (count == n or abs(count - n) <= 1 and max(sizes) <= SLICE_ROWS * UNBALANCED):
+        small = max(sizes) < min(BALANCE_MIN_ROWS, self.slice_rows)
+        balanced = small or max(sizes) <= UNBALANCED * sum(sizes) / n
+        if balanced and (count == n or abs(count - n) <= 1 and max(sizes) <= self.slice_rows * UNBALANCED):
             return
         if any(t is None for t in self._listed_at):
             return

@@ -84,13 +84,16 @@ def events_table(events: list[TraceEvent] | tuple[TraceEvent, ...]) -> np.ndarra
     table = np.zeros(len(events), dtype=SOCKET_DTYPE)
     if not events:
         return table
-    table["family"] = [e.family for e in events]
-    table["lport"] = [e.lport for e in events]
-    table["rport"] = [e.rport for e in events]
-    table["pid"] = [e.pid for e in events]
-    table["state"] = [e.newstate for e in events]
-    table["laddr"] = np.frombuffer(b"".join(bytes(e.laddr).ljust(16, b"\0")[:16] for e in events),
-                                   dtype="V16")
-    table["raddr"] = np.frombuffer(b"".join(bytes(e.raddr).ljust(16, b"\0")[:16] for e in events),
-                                   dtype="V16")
+    # Columns by transposing the tuples (one pass in C; hundreds of events a second).
+    pid, _comm, family, laddr, lport, raddr, rport, newstate = zip(*events, strict=True)
+    table["family"] = family
+    table["lport"] = lport
+    table["rport"] = rport
+    table["pid"] = pid
+    table["state"] = newstate
+    for column, addresses in (("laddr", laddr), ("raddr", raddr)):
+        raw = b"".join(addresses)
+        if len(raw) != 16 * len(events):  # addresses not all 16 raw bytes: pad each
+            raw = b"".join(bytes(a).ljust(16, b"\0")[:16] for a in addresses)
+        table[column] = np.frombuffer(raw, dtype="V16")
     return fold_v4_mapped(table)

@@ -24,7 +24,7 @@ from core.model import (
 from core.sources.base import SourceError
 from core.sources.linux_pids import InodeOwners
 from core.sources.linux_proc import read_counters, read_port_config
-from core.time_wait_slices import TimeWaitSlices, port_keys
+from core.time_wait_slices import KEY_END, SLICE_ROWS, WHOLE_ROWS, TimeWaitSlices, port_keys
 
 # Linux only: mypy --platform win32 treats the rest of this module as unreachable.
 assert sys.platform.startswith("linux")
@@ -65,10 +65,12 @@ class LinuxSource:
 
     def __init__(self, proc: str = "/proc", trace: bool = True, *,
                  tier_min: int = TIME_WAIT_TIER_MIN,
-                 refresh_seconds: float = TIME_WAIT_REFRESH_SECONDS) -> None:
+                 refresh_seconds: float = TIME_WAIT_REFRESH_SECONDS,
+                 slice_rows: int = SLICE_ROWS, whole_rows: int = WHOLE_ROWS) -> None:
         self.proc = proc
         self.tier_min = tier_min
         self.refresh_seconds = refresh_seconds
+        self._slice_sizes = {"slice_rows": slice_rows, "whole_rows": whole_rows}  # tests make them small
         self._slices: TimeWaitSlices | None = None  # made at the first read (needs the port range)
         # The slices the last read named: its time, slot per range, port keys of those listed.
         self._due: tuple[float, dict[tuple[int, int], int], dict[int, np.ndarray]] = (0.0, {}, {})
@@ -157,7 +159,7 @@ class LinuxSource:
         counters = self.read_counters()
         now = counters.monotonic
         if self._slices is None or self._slices.refresh_seconds != self.refresh_seconds:
-            self._slices = TimeWaitSlices(config.dynamic_range, self.refresh_seconds)
+            self._slices = TimeWaitSlices(config.dynamic_range, self.refresh_seconds, **self._slice_sizes)
         whole = with_table and self._lists_everything_at_once(counters)
         expires = None
         slices: tuple[tuple[int, int], ...] = ()
@@ -198,9 +200,10 @@ class LinuxSource:
         """The live table and the TIME_WAIT of the first run of due slices, [lo, hi),
         from one dump (full_sockets_and): one walk of the kernel's table. The run is kept
         for list_time_wait. Where the kernel refuses the filter, two dumps from then on."""
+        whole = (lo, hi) == (0, KEY_END)  # every TIME_WAIT: no filter to run on each socket
         try:
             rows, left = self._dump(ALL_STATES_MASK, with_expires=True,
-                                    bytecode=full_sockets_and(port_key_filter(lo, hi)))
+                                    bytecode=b"" if whole else full_sockets_and(port_key_filter(lo, hi)))
         except SourceError as exc:
             if not isinstance(exc.__cause__, NetlinkDiagError) or exc.__cause__.errno != errno.EINVAL:
                 raise
