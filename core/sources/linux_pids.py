@@ -167,6 +167,10 @@ class InodeOwners:
             if pid not in alive_set:
                 self._forget(pid)
         due: list[int] = []
+        if not scan_changed and not self._everything and periodic_pids is not None:
+            # Nothing to rescan: only the table's owners may be due for their periodic
+            # re-read; the others' fd counts are not even looked at (a stat each).
+            alive = [pid for pid in periodic_pids if pid in alive_set]
         for pid in alive:
             count = self._fd_count_of(pid)
             if count is None:
