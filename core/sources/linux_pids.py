@@ -240,15 +240,18 @@ class InodeOwners:
         now = time.monotonic() if now is None else now
         if self._everything:
             self.refresh(now)
+            pids = self.lookup(inodes)
         else:
             # Processes whose fd count changed are read only when some socket of the
             # table has no owner yet: else nothing there can be learnt.
-            known = self.lookup(inodes)
-            unknown = (known < 0) & (inodes != 0)
+            pids = self.lookup(inodes)
+            unknown = (pids < 0) & (inodes != 0)
             if unknown.any() and self._unclaimed:
                 unknown &= ~np.isin(inodes, np.fromiter(self._unclaimed, dtype=np.uint64))
-            self.refresh(now, scan_changed=bool(unknown.any()), periodic_pids=set(known[known >= 0].tolist()))
-        pids = self.lookup(inodes)
+            owners = set(np.unique(pids[pids >= 0]).tolist())
+            self.refresh(now, scan_changed=bool(unknown.any()), periodic_pids=owners)
+            if self._dirty:  # the map changed (lookup left it clean)
+                pids = self.lookup(inodes)
         missing = (pids < 0) & (inodes != 0)
         if not missing.any():
             self._unclaimed = set()
