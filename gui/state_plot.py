@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 from core.history import SERIES_NAMES, HistorySnapshot
 from core.model import Event, Sample
 from gui.event_markers import EventMarkers
+from gui.plot_axes import CountAxis, TimeAxis
 from gui.plot_buffer import PlotBuffer
 from gui.plot_legend import LegendSample, show_visibility
 from gui.style import CAPACITY_COLOUR, CURVE_GROUPS, PORTS_HELD_COLOUR, CurveGroup
@@ -75,7 +76,8 @@ class StatePlot(QWidget):
         self._thinned = True  # clip to view and downsample (see _thin)
 
         pg.setConfigOptions(antialias=True, background="w", foreground="#37474f")
-        self.plot_widget = pg.PlotWidget(axisItems={"bottom": pg.DateAxisItem(orientation="bottom")})
+        self.plot_widget = pg.PlotWidget(axisItems={"bottom": TimeAxis(orientation="bottom"),
+                                                          "left": CountAxis(orientation="left")})
         self.plot_item = self.plot_widget.getPlotItem()
         # No grid: pyqtgraph draws grid lines as part of the axis picture over the whole
         # view, and with even the horizontal ones the once-a-second repaint took 26 ms

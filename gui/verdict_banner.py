@@ -97,7 +97,8 @@ class VerdictBanner(QFrame):
         left.setSpacing(4)
         left.addWidget(self.level_label)
         left.addWidget(self.gauge)
-        left.addWidget(WrappedTextBox(self.gauge_caption))
+        self.gauge_caption_box = WrappedTextBox(self.gauge_caption)
+        left.addWidget(self.gauge_caption_box)
         left.addStretch(1)
         left_box = QWidget()
         left_box.setLayout(left)
@@ -105,7 +106,8 @@ class VerdictBanner(QFrame):
         middle = QVBoxLayout()
         middle.setSpacing(2)
         middle.addWidget(self.title_label)
-        middle.addWidget(WrappedTextBox(self.reasons_label))
+        self.reasons_box = WrappedTextBox(self.reasons_label)
+        middle.addWidget(self.reasons_box)
         middle.addWidget(self.reboot_label)
         middle.addStretch(1)
         layout = QHBoxLayout(self)
@@ -123,10 +125,10 @@ class VerdictBanner(QFrame):
         self.title_label.setText("Reading the socket table…")
         self.reasons = ()
         self.reasons_shown: tuple[str, ...] | None = None
-        self.reasons_label.setText("The first sample names the busiest pool and the process behind it.")
+        self.reasons_box.set_text("The first sample names the busiest pool and the process behind it.")
         self.gauge.setValue(0)
         self.gauge.setFormat("port pressure: waiting")
-        self.gauge_caption.setText("")
+        self.gauge_caption_box.set_text("")
 
     def _apply_level(self, level: str) -> None:
         self.level = level
@@ -141,7 +143,7 @@ class VerdictBanner(QFrame):
         self.title_label.setText(verdict.title)
         self.reasons = verdict.reasons
         if verdict.reasons != self.reasons_shown:
-            self.reasons_label.setText(reasons_html(verdict.reasons))
+            self.reasons_box.set_text(reasons_html(verdict.reasons))
             self.reasons_shown = verdict.reasons
         ports = sample.ports
         self.gauge.setValue(round(min(max(ports.pressure, 0.0), 1.0) * 1000))
@@ -158,7 +160,7 @@ class VerdictBanner(QFrame):
         rate = sample.forecast.open_rate_per_s
         lines.append(f"At {rate:,.0f}/s: {steady:,} in TIME_WAIT" if rate >= 1 else
                      f"At this rate: {steady:,} in TIME_WAIT")
-        self.gauge_caption.setText("\n".join(lines))
+        self.gauge_caption_box.set_text("\n".join(lines))
         self.gauge_caption.setToolTip(
             f"Busiest pool: {ports.pool}\nSockets that would sit in TIME_WAIT if connections kept being "
             f"opened at the current rate (steady state): {steady:,}")

@@ -22,6 +22,7 @@ class WrappedTextBox(QWidget):
         super().__init__(parent)
         self.label = label
         label.setParent(self)
+        self._measured = False
         policy = QSizePolicy(label.sizePolicy())
         policy.setHeightForWidth(True)
         self.setSizePolicy(policy)
@@ -38,6 +39,18 @@ class WrappedTextBox(QWidget):
     def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt's name
         return self.label.minimumSizeHint()
 
+    def set_text(self, text: str) -> None:
+        """The label's setText, its text laid out at once. A rich-text or selectable label
+        lays out its text document when first asked: left to its paint, that layout asks
+        for a repaint from inside the paint, and Qt paints the label (and the banner under
+        it) a second time a few ms later, every sample. Measured here instead, the request
+        joins the paint already due (and measuring again on the label's layout request,
+        which Qt delivers after that paint, would ask for another)."""
+        self.label.setText(text)
+        self._measured = True
+        if not self._fits():
+            self.updateGeometry()
+
     def _fits(self) -> bool:
         return self.label.heightForWidth(self.width()) == self.height()
 
@@ -49,7 +62,9 @@ class WrappedTextBox(QWidget):
 
     def event(self, event: QEvent) -> bool:
         if event.type() == QEvent.Type.LayoutRequest:  # the label's text changed
-            if not self._fits():
+            if self._measured:  # by set_text
+                self._measured = False
+            elif not self._fits():
                 self.updateGeometry()
             return True
         return super().event(event)

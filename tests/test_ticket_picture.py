@@ -137,18 +137,11 @@ def test_side_panels_need_no_scrolling_and_key_columns_show(qtbot, tmp_path: Pat
 def test_reasons_that_change_numbers_relayout_nothing_and_longer_ones_grow_the_banner(qtbot) -> None:
     """The reasons and the gauge caption carry numbers that change every sample: the
     window is re-laid out only when the banner needs another height, and then it gets it."""
-    from PySide6.QtCore import QEvent, QObject
+    from PySide6.QtCore import QEvent
     from PySide6.QtWidgets import QVBoxLayout
 
     from gui.verdict_banner import VerdictBanner, reasons_html
-
-    class LayoutRequests(QObject):
-        count = 0
-
-        def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
-            if event.type() == QEvent.Type.LayoutRequest:
-                self.count += 1
-            return False
+    from tests.support.windows import EventCounter
 
     window = QWidget()
     qtbot.addWidget(window)
@@ -166,7 +159,7 @@ def test_reasons_that_change_numbers_relayout_nothing_and_longer_ones_grow_the_b
                     timeout=5000)
     QApplication.processEvents()
     short = banner.height()
-    requests = LayoutRequests()
+    requests = EventCounter(QEvent.Type.LayoutRequest)
     window.installEventFilter(requests)
     for n in range(625, 635):  # numbers change, the wrapped height does not
         banner.reasons_label.setText(reasons_html((f"The busiest pool uses {n} of 64496 ports (1%).",)))
