@@ -166,7 +166,7 @@ class Sampler:
                config: PortConfig, facts: analysis.PoolFacts, listeners: dict[int, int],
                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Listed TIME_WAIT rows' deadlines and facts, worked out once for the tier: pool,
-        endpoint, exact owner (the attribution memory), listener, reusability, arrival."""
+        endpoint, exact owner (the attribution memory), listener, arrival."""
         rkey = remote_keys(rows)
         pkey = pool_keys(rows, rkey)
         ckey = connection_keys(rows, pkey)
@@ -212,8 +212,8 @@ class Sampler:
         tier.rebuild(rows, deadline, now, window=window, **keyed)
         self._listing_config = config
 
-    def _renew_slices(self, slices: tuple[tuple[int, int], ...], now: float, config: PortConfig,
-                      facts: analysis.PoolFacts, listeners: dict[int, int]) -> None:
+    def _renew_slices(self, slices: tuple[tuple[int, int], ...], complete: bool, now: float,
+                      config: PortConfig, facts: analysis.PoolFacts, listeners: dict[int, int]) -> None:
         """A read that names slices of the TIME_WAIT table to list: each is listed and
         replaces the cached rows of its slice before the next is listed (what a slice
         costs in memory bounds the read's).
@@ -221,7 +221,7 @@ class Sampler:
         followed as the slices are renewed (within a cycle); tcp_tw_reuse is the pools'
         (followed at once); a new port range or TIME_WAIT length changes which rows count
         at all, so every slice is renewed within the next few reads (a few a read)."""
-        if sum(hi - lo for lo, hi in slices) == KEY_END:
+        if complete:  # the slices cover every port key
             self._listing_config = config
         elif self._listing_config is not None and _row_facts(config) != _row_facts(self._listing_config):
             renew = getattr(self._source, "renew_time_wait_soon", self.request_full_listing)
@@ -306,7 +306,7 @@ class Sampler:
             self._tier.age(now)
             expired = alive_before - self._tier.alive
             if slices:
-                self._renew_slices(slices, now, config, facts, listener_of)
+                self._renew_slices(slices, complete, now, config, facts, listener_of)
         self._seen_outbound.append((now, sorted_out))
         kept_for = max(2 * ARRIVAL_WINDOW_SECONDS, (dt or 0.0) + 1.0)  # a whole listing's window is dt
         while self._seen_outbound and self._seen_outbound[0][0] < now - kept_for:

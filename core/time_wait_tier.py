@@ -191,20 +191,6 @@ class TimeWaitTier:
                       exact_pid=exact_pid, direct_pid=direct_pid, arrival=arrival, fresh=fresh,
                       conn_key=conn_key)
 
-    def replace(self, lo: int, hi: int, rows: np.ndarray, deadline: np.ndarray, now: float, *,
-                window: float, pool_key: np.ndarray, remote_key: np.ndarray, counted: np.ndarray,
-                out_remote: np.ndarray, exact_pid: np.ndarray, direct_pid: np.ndarray,
-                arrival: np.ndarray, fresh: np.ndarray, conn_key: np.ndarray | None = None) -> None:
-        """A listing of one slice: every TIME_WAIT row whose port key (local port << 16 |
-        remote port) is in [lo, hi). The cached rows of that slice are dropped (ended, or
-        listed again here) and the listed ones added; the others are kept as they are.
-        Arguments as for rebuild."""
-        live = self._port_key[self._start:]
-        kept = np.flatnonzero((live < lo) | (live >= hi)) + self._start
-        self._install(kept, rows, deadline, now, window=window, pool_key=pool_key, remote_key=remote_key,
-                      counted=counted, out_remote=out_remote, exact_pid=exact_pid,
-                      direct_pid=direct_pid, arrival=arrival, fresh=fresh, conn_key=conn_key)
-
     def drop_range(self, lo: int, hi: int) -> None:
         """Forget the cached rows whose port key is in [lo, hi) (listed elsewhere now)."""
         live = self._port_key[self._start:]
@@ -495,7 +481,10 @@ class TimeWaitCache:
 
     def replace(self, lo: int, hi: int, rows: np.ndarray, deadline: np.ndarray, now: float,
                 **keyed: Any) -> None:
-        """A listing of every TIME_WAIT row whose port key is in [lo, hi) (TimeWaitTier.replace)."""
+        """A listing of one slice: every TIME_WAIT row whose port key (local port << 16 |
+        remote port) is in [lo, hi). Its rows become a segment of their own; segments
+        inside the slice are dropped (their rows ended, or are listed again here), the
+        others kept as they are. Arguments as for TimeWaitTier.rebuild."""
         kept = []
         for seg_lo, seg_hi, tier in self._segments:
             if seg_hi <= lo or seg_lo >= hi:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from core.model import TableRead
-from core.time_wait_tier import TimeWaitTier, apportion
+from core.time_wait_tier import TimeWaitCache, TimeWaitTier, apportion
 from tests.support.netns import requires_netns, run_in_netns, sockstat_tw, wait_until
 from tests.support.traffic import Listener, set_process_name
 
@@ -340,7 +340,8 @@ def test_replacing_a_slice_equals_a_rebuild_from_every_row() -> None:
     first = deadline < 40  # the earlier listing; rows 6, 7, 13 arrive later
     early_end = np.zeros(n, bool)
     early_end[[3, 10]] = True  # taken over by tcp_tw_reuse or reset: gone before their deadline
-    tier = TimeWaitTier(keep_rows=False)
+    tier = TimeWaitCache()  # as the Sampler holds it: a segment per slice listed
+    tier.keep_rows = False
     tier.rebuild(rows[first], deadline[first], 0.0, window=5.0, **{k: v[first] for k, v in args.items()})
     # The slice holds rows of both remotes: the second remote's ports and the first's last three.
     lo, hi = int(keys[5]), int(keys[n - 1]) + 1
@@ -356,7 +357,7 @@ def test_replacing_a_slice_equals_a_rebuild_from_every_row() -> None:
     whole.rebuild(rows[alive], deadline[alive], now, window=5.0, **{k: v[alive] for k, v in args.items()})
     assert tier.alive == whole.alive == int(alive.sum())
     assert _tier_view(tier) == _tier_view(whole)
-    assert np.array_equal(tier.expires_left(now), np.sort(whole.expires_left(now)))  # sorted by deadline
+    assert np.array_equal(tier.expires_left(now), np.sort(whole.expires_left(now)))
     # Row 3 ended early outside the slice: it stays cached until its own slice is listed.
     assert alive[3] and not alive[10]
     later = 7.5  # ageing keeps them in step too

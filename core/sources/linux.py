@@ -226,10 +226,7 @@ class LinuxSource:
         are held while its slices are keyed."""
         if self._run is None or not (self._run[0] <= lo and hi <= self._run[1]):
             due = sorted(self._due[1])
-            first = end = due.index((lo, hi))
-            while end + 1 < len(due) and end + 1 - first < RUN_SLICES and due[end + 1][0] == due[end][1]:
-                end += 1
-            run_hi = due[end][1]
+            run_hi = _run_end(tuple(due[due.index((lo, hi)):]))
             self._run = None  # the previous run's rows go before this one's come
             rows, left = self._dump(TIME_WAIT_BIT, with_expires=True, bytecode=port_key_filter(lo, run_hi))
             self._run = (lo, run_hi, port_keys(rows), rows, left)
@@ -251,14 +248,14 @@ class LinuxSource:
         listed at that read."""
         at, slots, listed = self._due
         if (lo, hi) in slots:
-            _, _, keys, rows, left = self._run_of(lo, hi)
-            mine = (keys >= lo) & (keys < hi)
-            rows, left = take_rows(rows, mine), left[mine]
+            _, _, run_keys, rows, left = self._run_of(lo, hi)
+            mine = (run_keys >= lo) & (run_keys < hi)
+            keys, rows, left = run_keys[mine], take_rows(rows, mine), left[mine]
         else:
             rows, left = self._dump(TIME_WAIT_BIT, with_expires=True, bytecode=port_key_filter(lo, hi))
         rows["pid"] = -1  # a TIME_WAIT socket has no owner (inode 0)
         if (lo, hi) in slots:
-            listed[slots[(lo, hi)]] = port_keys(rows)
+            listed[slots[(lo, hi)]] = keys
             if len(listed) == len(slots) and self._slices is not None:
                 self._slices.listed(list(listed), list(listed.values()), at)
                 self._run = None
@@ -279,7 +276,8 @@ class LinuxSource:
 
 
 def _run_end(slices: tuple[tuple[int, int], ...]) -> int:
-    """Where the run of contiguous slices the first one starts ends (RUN_SLICES at most)."""
+    """Where the run of contiguous slices the first one starts ends (RUN_SLICES at most):
+    the slices one dump carries."""
     end = 0
     while end + 1 < min(len(slices), RUN_SLICES) and slices[end + 1][0] == slices[end][1]:
         end += 1
