@@ -106,7 +106,7 @@ def _source_slices(broken_filter: bool) -> dict[str, Any]:
     # Slices of ~15 rows (the real ones hold ~12k): several slices of these 60 TIME_WAIT.
     source = linux.LinuxSource(trace=False, tier_min=1, refresh_seconds=5.0, slice_rows=15, whole_rows=20)
     reads = []
-    for _ in range(9):
+    for _ in range(10):
         read = source.read()
         pieces = [source.list_time_wait(lo, hi) for lo, hi in read.time_wait_slices]
         reads.append({"slices": read.time_wait_slices, "states": sorted(set(read.table["state"].tolist())),
@@ -131,11 +131,14 @@ def _source_slices(broken_filter: bool) -> dict[str, Any]:
 def test_each_read_lists_one_slice_and_a_round_lists_every_time_wait_once(broken_filter: bool) -> None:
     r = run_in_netns(_source_slices, broken_filter, sysctls=SYSCTLS)
     first, *steady = r["reads"]
-    # The first read lists every slice; then one a read. TIME_WAIT never reaches the
-    # live table, and no slice holds a key outside its range (a device-bound socket's
-    # TIME_WAIT, which the kernel sends with every slice, included).
+    # The first read lists every slice; then one a read at most (a read right after the
+    # cuts moved to follow the keys may list none: the new slices are dated by the old
+    # ones they overlap). TIME_WAIT never reaches the live table, and no slice holds a
+    # key outside its range (a device-bound socket's TIME_WAIT, which the kernel sends
+    # with every slice, included).
     assert len(first["slices"]) >= 5
-    assert all(len(read["slices"]) == 1 for read in steady)
+    assert all(len(read["slices"]) <= 1 for read in steady)
+    assert sum(len(read["slices"]) for read in steady) >= len(steady) - 1
     for read in r["reads"]:
         assert r["time_wait"] not in read["states"] and read["live"] == r["live"]
         for lo, hi, keys in read["pieces"]:
@@ -143,9 +146,10 @@ def test_each_read_lists_one_slice_and_a_round_lists_every_time_wait_once(broken
     assert sorted(k for _, _, keys in first["pieces"] for k in keys) == r["tw_keys"]
     # Then the cuts follow the keys (several slices of ~15 rows); a round of single slices
     # covers the key space once and lists every TIME_WAIT once.
-    count = len({(lo, hi) for read in steady for lo, hi, _ in read["pieces"]})
-    assert 3 <= count <= len(steady)
-    round_ = sorted((lo, hi, keys) for read in steady[:count] for lo, hi, keys in read["pieces"])
+    pieces = [piece for read in steady for piece in read["pieces"]]
+    count = len({(lo, hi) for lo, hi, _ in pieces})
+    assert 3 <= count <= len(pieces)
+    round_ = sorted(pieces[:count])
     assert round_[0][0] == 0 and round_[-1][1] == 1 << 32
     assert all(a[1] == b[0] for a, b in zip(round_, round_[1:], strict=False))
     assert sorted(k for _, _, keys in round_ for k in keys) == r["tw_keys"]
