@@ -21,6 +21,7 @@ from gui.process_dialog import ProcessDialog
 from gui.table_models import (
     PROCESS_SOCKETS_COLUMN,
     REMOTE_CONNECTIONS_COLUMN,
+    KeyedTableModel,
     ProcessTableModel,
     RemoteTableModel,
     TableFilterProxy,
@@ -46,7 +47,9 @@ def table_view(proxy: TableFilterProxy, sort_column: int) -> QTableView:
     # ResizeToContents would measure every cell every second.
     header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
     header.resizeSections(QHeaderView.ResizeMode.ResizeToContents)
-    proxy.rowsInserted.connect(lambda *_: _widen_columns(view))
+    source = proxy.sourceModel()
+    if isinstance(source, KeyedTableModel):
+        source.rows_added.connect(lambda: _widen_columns(view))
     return view
 
 

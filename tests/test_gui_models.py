@@ -81,6 +81,21 @@ def test_rows_update_in_place_without_reset() -> None:
     assert events.events == []  # nothing changed: nothing emitted
 
 
+def test_new_rows_are_announced_once_an_update() -> None:
+    """The view widens its columns on rows_added: once an update however many rows came,
+    never for an update that only changed or removed rows."""
+    model = ProcessTableModel()
+    added: list[int] = []
+    model.rows_added.connect(lambda: added.append(model.rowCount()))
+    model.update([proc(10, "curl", tw=5), proc(20, "java"), proc(30, "nginx")])
+    assert added == [3]
+    model.update([proc(10, "curl", tw=6), proc(30, "nginx")])
+    assert added == [3]
+    model.update([proc(10, "curl", tw=6), proc(40, "wget"), proc(50, "ssh")])
+    assert added == [3, 3]
+    assert [model.data(model.index(r, 1)) for r in range(3)] == ["curl", "wget", "ssh"]
+
+
 def test_a_change_the_table_does_not_show_repaints_nothing_but_is_kept() -> None:
     """ProcessRow.time_wait_toward is shown in the details dialog, not in a cell: no
     dataChanged (no repaint), yet the dialog opened next reads the newest row."""
@@ -93,9 +108,9 @@ def test_a_change_the_table_does_not_show_repaints_nothing_but_is_kept() -> None
     assert model.row_at(model.row_of(10)).time_wait_toward == {"127.0.0.1:9000": 5}
 
 
-def test_painted_cells_come_through_the_proxy_in_one_call(qtbot) -> None:
-    """What a delegate paints (text, alignment) comes from TableFilterProxy.multiData,
-    sorted and filtered like data(); the other roles are still answered."""
+def test_painted_cells_come_through_the_proxy(qtbot) -> None:
+    """What a delegate paints (text, alignment) comes through the proxy sorted and
+    filtered like data(); the key and the row's tooltip are answered too."""
     from PySide6.QtWidgets import QStyledItemDelegate, QStyleOptionViewItem
 
     model = ProcessTableModel()
