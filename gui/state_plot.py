@@ -2,15 +2,17 @@
 and that pool's capacity as a limit line, on a real time axis.
 
 Built for a day-long session (pyqtgraph's long-running practice): the curves'
-arrays are preallocated and appended in place; every tick calls setData on the
-existing items with views of those arrays; clip-to-view and peak downsampling keep
-the drawing cost bounded by the pixels, not by the history length.
+arrays are preallocated and appended in place; every tick hands the existing items
+views of those arrays (live, straight to the drawn curves: gui.live_curve); paused or
+replaying, clip-to-view and peak downsampling keep the drawing cost bounded by the
+pixels, not by the history length.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -28,6 +30,7 @@ from PySide6.QtWidgets import (
 from core.history import SERIES_NAMES, HistorySnapshot
 from core.model import Event, Sample
 from gui.event_markers import EventMarkers
+from gui.live_curve import LiveCurve
 from gui.plot_axes import CountAxis, TimeAxis
 from gui.plot_buffer import PlotBuffer
 from gui.plot_legend import LegendSample, show_visibility
@@ -99,9 +102,9 @@ class StatePlot(QWidget):
         self.view_box.disableAutoRange()
         self.limit_in_view = False
 
-        self.curves: list[pg.PlotDataItem] = []
+        self.curves: list[LiveCurve] = []
         for group in self.groups:
-            curve = self.plot_item.plot(pen=pg.mkPen(group.colour, width=group.width))
+            curve = self._new_curve(pg.mkPen(group.colour, width=group.width))
             self.legend.addItem(curve, group.label)
             self._tune_curve(curve)
             curve.setVisible(group.visible)
@@ -111,8 +114,7 @@ class StatePlot(QWidget):
             curve.visibleChanged.connect(lambda c=curve, i=column: self._curve_shown(c, i))
             curve.visibleChanged.connect(lambda c=curve, t=group.label: show_visibility(self.legend, c, t))
             self.curves.append(curve)
-        self.ports_curve = self.plot_item.plot(
-            pen=pg.mkPen(PORTS_HELD_COLOUR, width=2.5, style=Qt.PenStyle.DashLine))
+        self.ports_curve = self._new_curve(pg.mkPen(PORTS_HELD_COLOUR, width=2.5, style=Qt.PenStyle.DashLine))
         self.legend.addItem(self.ports_curve, PORTS_HELD_LABEL)
         # Ports held often equals TIME_WAIT and, when exhausted, the capacity: its dashes
         # drawn over both let the lines beneath show through the gaps.
@@ -190,11 +192,18 @@ class StatePlot(QWidget):
         layout.addWidget(self.readout)
         self._follow(time.time())  # a real time axis from the start, not 1970
 
+    def _new_curve(self, pen: Any) -> LiveCurve:
+        curve = LiveCurve(pen=pen)
+        self.plot_item.addItem(curve)
+        return curve
+
     @staticmethod
     def _tune_curve(curve: pg.PlotDataItem) -> None:
         curve.setClipToView(True)
         curve.setDownsampling(auto=True, method="peak")
         curve.setSkipFiniteCheck(True)
+        # The y range always spans the data in view (see _follow): nothing to limit.
+        curve.setDynamicRangeLimit(None)
 
     @staticmethod
     def _tool_button(action: QAction) -> QToolButton:
@@ -253,8 +262,8 @@ class StatePlot(QWidget):
                    or len(times) - first > max(self.plot_widget.width(), 100))
         for i, curve in enumerate(self.curves):
             if curve.isVisible():
-                curve.setData(times[first:], self.buffer.column(i)[first:])
-        self.ports_curve.setData(times[first:], self.buffer.column(len(self.groups))[first:])
+                curve.set_live_data(times[first:], self.buffer.column(i)[first:])
+        self.ports_curve.set_live_data(times[first:], self.buffer.column(len(self.groups))[first:])
         self._update_limit_line()
         if len(times):
             self._follow(float(times[-1]))
