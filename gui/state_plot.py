@@ -48,6 +48,12 @@ PORTS_HELD_Z = 10
 LIMIT_LABEL_PX = 22.0  # the capacity label (8-9 pt) and its gap above the line
 
 ANTIALIAS_PIXELS_PER_SAMPLE = 8  # see StatePlot._antialias
+# The live view moves in steps (see StatePlot._x_range, _y_top): the time axis by 2% of
+# the window once the newest sample reaches the right edge, the count axis only when
+# the highest value leaves 100-125% of what the view needs (then 110%).
+LIVE_STEP_SHARE = 0.02
+Y_SLACK_MAX = 1.25
+Y_HEADROOM = 1.10
 
 
 def group_values(states: dict[str, float] | object, groups: Sequence[CurveGroup]) -> list[float]:
@@ -77,6 +83,7 @@ class StatePlot(QWidget):
         self._moving_cursor = False
         self._antialiased = True
         self._thinned = True  # clip to view and downsample (see _thin)
+        self._live_right: tuple[int, float] | None = None  # (window_s, right edge) of the live view
 
         pg.setConfigOptions(antialias=True, background="w", foreground="#37474f")
         self.plot_widget = pg.PlotWidget(axisItems={"bottom": TimeAxis(orientation="bottom"),
@@ -101,6 +108,10 @@ class StatePlot(QWidget):
         # runs while painting and asks for a second paint, every second.
         self.view_box.disableAutoRange()
         self.limit_in_view = False
+        # A new height changes the head-room the capacity label needs (see _follow), and
+        # the view's new transform is otherwise applied only at its next paint. Paused,
+        # the view stays where the user panned it.
+        self.view_box.sigResized.connect(lambda _view: None if self.paused else self._refollow())
 
         self.curves: list[LiveCurve] = []
         for group in self.groups:
@@ -288,12 +299,21 @@ class StatePlot(QWidget):
         self.limit_in_view = bool(len(held)) and float(held[-1]) >= SHOW_LIMIT_SHARE * capacity
 
     def _x_range(self, newest: float) -> tuple[float, float]:
-        """Live: the last `window_s` seconds (a small margin on the right so the newest
-        point is not under the frame). Replay: the whole recording, or a window around
-        the cursor that stays put while the cursor moves inside it."""
+        """Live: the last `window_s` seconds and a step of LIVE_STEP_SHARE on the right,
+        where the newest samples come in; once the newest reaches the right edge, the
+        view moves by a step. Moving the view every sample re-lays out the time axis
+        and every item drawn over the view each second, and repaints the axes and
+        legend (~2 ms a second of the GUI thread, offscreen); in steps, a second between
+        them repaints only the curves (the view moves every 6 s at 5 min, every 72 s at
+        1 h). Replay: the whole recording, or a window around the cursor that stays put
+        while the cursor moves inside it."""
         times = self.buffer.times
         if not self.replaying or not len(times):
-            return newest - self.window_s, newest + self.window_s * 0.01
+            step = self.window_s * LIVE_STEP_SHARE
+            right = self._live_right
+            if right is None or right[0] != self.window_s or not right[1] - step <= newest <= right[1]:
+                right = self._live_right = (self.window_s, newest + step)
+            return right[1] - self.window_s - step, right[1]
         first, last = float(times[0]), float(times[-1])
         span = max(last - first, 1.0)
         if self.show_whole or self.window_s >= span:
@@ -306,7 +326,8 @@ class StatePlot(QWidget):
         return start, start + self.window_s
 
     def _follow(self, newest: float) -> None:
-        """Set the x range (see _x_range), y from 0 to the highest visible value."""
+        """Set the x range (see _x_range), y from 0 to above the highest visible value
+        (see _y_top); the view is left alone when it already shows that."""
         start, end = self._x_range(newest)
         times = self.buffer.times
         first = int(np.searchsorted(times, start)) if len(times) else 0
@@ -321,12 +342,26 @@ class StatePlot(QWidget):
         # Head-room for the capacity label above its line, in pixels (a share of the range
         # would cut the label off in a short plot); never a zero range.
         label_share = min(LIMIT_LABEL_PX / max(self.view_box.height(), 1.0), 0.4)
-        top = max(top / (1.0 - label_share), 5.0)
+        needed = max(top / (1.0 - label_share), 5.0)
         self._antialias(stop - first <= max(self.plot_widget.width(), 100) // ANTIALIAS_PIXELS_PER_SAMPLE)
-        self.view_box.setRange(xRange=(start, end), yRange=(0.0, top), padding=0)
-        # pyqtgraph defers the new transform to the paint, where applying it asks for a
-        # second paint; applying it now makes one paint per sample.
+        (left, right), (bottom, shown_top) = self.view_box.viewRange()
+        top = self._y_top(needed, shown_top if bottom == 0.0 else None)
+        if (left, right, top) != (start, end, shown_top) or bottom != 0.0:
+            self.view_box.setRange(xRange=(start, end), yRange=(0.0, top), padding=0)
+        # pyqtgraph defers a new transform (a new range, or a resize) to the paint, where
+        # applying it asks for a second paint; applied now (nothing to do between two
+        # steps), one paint per sample.
         self.view_box.updateMatrix()
+
+    def _y_top(self, needed: float, shown: float | None) -> float:
+        """The top of the count axis: live, the one shown while it is 100-125% of what
+        is needed, else 110% of it (counts that wobble by a few sockets a second would
+        otherwise re-lay out the count axis every second); replaying, what is needed."""
+        if self.replaying:
+            return needed
+        if shown is not None and needed <= shown <= needed * Y_SLACK_MAX:
+            return shown
+        return needed * Y_HEADROOM
 
     def _thin(self, thin: bool) -> None:
         """Clip to view and peak downsampling only where they can do something: paused or

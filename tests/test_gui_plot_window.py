@@ -4,6 +4,7 @@ would otherwise cost every second), and everything when paused, so panning shows
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from gui.state_plot import StatePlot
 
@@ -85,3 +86,61 @@ def test_the_counts_row_returns_to_now_when_the_mouse_leaves_the_plot(qtbot) -> 
     QApplication.sendEvent(plot.plot_widget, QEvent(QEvent.Type.Leave))
     assert plot.readout.text().startswith("<b>now ")
     assert not plot.cursor_line.isVisible()
+
+
+def _flat_plot(qtbot, samples: int, value: float) -> StatePlot:
+    plot = StatePlot(capacity=4 * samples)
+    qtbot.addWidget(plot)
+    plot.resize(1200, 400)
+    now = 1_800_000_000.0
+    plot.buffer.fill(np.arange(now - samples, now, 1.0), np.full((len(plot.groups) + 2, samples), value))
+    plot.redraw()
+    return plot
+
+
+def _add(plot: StatePlot, value: float) -> float:
+    newest = float(plot.buffer.times[-1]) + 1.0
+    plot.buffer.append(newest, [value] * (len(plot.groups) + 2))
+    plot.redraw()  # what append() does with a sample
+    return newest
+
+
+def test_the_live_view_moves_in_steps_and_always_shows_the_window(qtbot) -> None:
+    """Between steps a sample changes only the curves (no new range: no axis re-laid
+    out, nothing else repainted); the view always holds the last window_s seconds and
+    the newest sample, and a pan is undone by the next sample."""
+    from gui.state_plot import LIVE_STEP_SHARE
+
+    plot = _flat_plot(qtbot, 600, 100.0)
+    plot.set_window(300)
+    step = 300 * LIVE_STEP_SHARE
+    views = []
+    for i in range(60):
+        newest = _add(plot, 100.0 + i % 3)  # counts wobbling by a few sockets
+        (left, right), (bottom, top) = plot.view_box.viewRange()
+        assert left <= newest - 300 and newest <= right
+        assert right - left == pytest.approx(300 + step)
+        assert bottom == 0 and top >= 102
+        views.append((left, right, top))
+    moves = sum(a != b for a, b in zip(views, views[1:], strict=False))
+    assert 60 / step - 2 <= moves <= 60 / step + 1  # every ~6 s, not every second
+    assert len({top for _, _, top in views}) == 1  # the wobble does not move the count axis
+    plot.view_box.setXRange(newest - 3000, newest - 2000, padding=0)  # the user pans away
+    newest = _add(plot, 101.0)
+    (left, right), _ = plot.view_box.viewRange()
+    assert left <= newest - 300 and newest <= right
+
+
+def test_the_count_axis_follows_a_rise_at_once_and_a_fall_in_the_end(qtbot) -> None:
+    plot = _flat_plot(qtbot, 600, 100.0)
+    plot.set_window(60)
+    for _ in range(3):
+        _add(plot, 100.0)
+    _, (_, calm_top) = plot.view_box.viewRange()
+    _add(plot, 300.0)  # a burst: in view at once
+    _, (_, top) = plot.view_box.viewRange()
+    assert top >= 300 > calm_top
+    for _ in range(70):  # the burst leaves the 1 min window; counts fall to 10
+        _add(plot, 10.0)
+    _, (_, top) = plot.view_box.viewRange()
+    assert 10 < top < 50

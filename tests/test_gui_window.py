@@ -25,7 +25,7 @@ from core.model import STATE_NAMES, Sample
 from core.sampler import Sampler
 from core.sources import SourceError
 from gui.main_window import MainWindow
-from gui.state_plot import PORTS_HELD_LABEL
+from gui.state_plot import LIVE_STEP_SHARE, PORTS_HELD_LABEL
 
 pytestmark = pytest.mark.gui
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,7 +124,7 @@ def test_window_selector_and_pause(qtbot, make_window) -> None:
     wait_samples(qtbot, window, 2)
     window.plot.window_actions.actions()[0].trigger()  # 1 min
     (x0, x1), _ = window.plot.view_box.viewRange()
-    assert x1 - x0 == pytest.approx(60 * 1.01, rel=0.01)
+    assert x1 - x0 == pytest.approx(60 * (1 + LIVE_STEP_SHARE), rel=0.001)  # and a step for new samples
     window.plot.pause_action.trigger()
     assert window.plot.paused and window.plot.pause_action.text() == "Resume"
     frozen = len(window.plot.curves[0].getData()[0])
