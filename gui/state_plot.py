@@ -34,8 +34,8 @@ from gui.live_curve import LiveCurve
 from gui.plot_axes import CountAxis, TimeAxis
 from gui.plot_buffer import PlotBuffer
 from gui.plot_legend import LegendSample, show_visibility
+from gui.plot_readout import PlotReadout
 from gui.style import CAPACITY_COLOUR, CURVE_GROUPS, PORTS_HELD_COLOUR, CurveGroup
-from gui.text_strip import TextStrip
 
 WINDOWS: tuple[tuple[str, int], ...] = (("1 min", 60), ("5 min", 300), ("1 h", 3600), ("24 h", 86400))
 REPLAY_CURSOR_COLOUR = "#1a237e"
@@ -45,6 +45,7 @@ PORTS_HELD_LABEL = "ports held (busiest pool)"
 # an idle machine's curves are not flattened against a capacity of 28,232.
 SHOW_LIMIT_SHARE = 0.25
 PORTS_HELD_Z = 10
+TOP_LABEL_ROOM_PX = 8
 LIMIT_LABEL_PX = 22.0  # the capacity label (8-9 pt) and its gap above the line
 
 ANTIALIAS_PIXELS_PER_SAMPLE = 8  # see StatePlot._antialias
@@ -96,6 +97,10 @@ class StatePlot(QWidget):
         self.plot_item.setLabel("left", "sockets / ports")
         self.plot_item.setMenuEnabled(False)
         self.plot_item.hideButtons()
+        # Room above the view for half a tick label: the count axis's top label sits on
+        # the view's top edge and was cut in half there.
+        left, _top, right, bottom = self.plot_item.layout.getContentsMargins()
+        self.plot_item.layout.setContentsMargins(left, TOP_LABEL_ROOM_PX, right, bottom)
         # The legend sits under the time axis, in the plot's own grid layout, so it never
         # covers the curves or the limit line; clicking an entry toggles its curve.
         self.legend = pg.LegendItem(labelTextSize="8pt", verSpacing=-8, horSpacing=12, colCount=4,
@@ -160,7 +165,7 @@ class StatePlot(QWidget):
         # The mouse leaving the plot widget sends no scene move: the read-out returns to
         # "now" on the widget's Leave event.
         self.plot_widget.installEventFilter(self)
-        self.readout = TextStrip(lines=2, rich=True)
+        self.readout = PlotReadout()
         self.readout.setText("Waiting for the first sample…")
 
         self.window_actions = QActionGroup(self)
@@ -524,16 +529,12 @@ class StatePlot(QWidget):
         t = float(self.buffer.times[index])
         # A replay may span days: the date tells them apart.
         when = time.strftime("%Y-%m-%d %H:%M:%S" if self.replaying else "%H:%M:%S", time.localtime(t))
-        parts = [f"<b>{'now' if now else 'at'} {when}</b>"]
-        for i, group in enumerate(self.groups):
-            value = self.buffer.column(i)[index]
-            parts.append(f"<span style='color:{group.colour}'>■</span> {group.label.split(' (')[0]} "
-                         f"{value:,.0f}")
+        parts = [(group.colour, f"{group.label.split(' (')[0]} {self.buffer.column(i)[index]:,.0f}")
+                 for i, group in enumerate(self.groups)]
         held = self.buffer.column(len(self.groups))[index]
         capacity = self.buffer.column(len(self.groups) + 1)[index]
-        parts.append(f"<span style='color:{PORTS_HELD_COLOUR}'>■</span> ports held {held:,.0f} of "
-                     f"{capacity:,.0f}")
-        self.readout.setText(" &nbsp; ".join(parts))
+        parts.append((PORTS_HELD_COLOUR, f"ports held {held:,.0f} of {capacity:,.0f}"))
+        self.readout.set_values(f"{'now' if now else 'at'} {when}", parts)
 
     def restore_settings(self, settings: QSettings) -> None:
         """The plot's own group: the time window shown."""

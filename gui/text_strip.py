@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QPainter, QPaintEvent, QTextDocument
+from PySide6.QtGui import QPainter, QPaintEvent
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 
@@ -12,16 +12,10 @@ class TextStrip(QWidget):
     recompute on every setText, which re-lays out and repaints the whole window each
     second; this widget keeps a fixed height and only repaints itself."""
 
-    def __init__(self, lines: int = 1, rich: bool = False, hint: str = "",
-                 parent: QWidget | None = None) -> None:
+    def __init__(self, lines: int = 1, hint: str = "", parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._text = ""
-        self._rich = rich
         self._hint = hint
-        self._document = QTextDocument(self) if rich else None
-        if self._document is not None:
-            self._document.setDocumentMargin(1)
-            self._document.setDefaultFont(self.font())
         self.setFixedHeight(lines * self.fontMetrics().lineSpacing() + 4)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
@@ -44,13 +38,8 @@ class TextStrip(QWidget):
 
     def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt's name
         painter = QPainter(self)
-        if self._document is not None:
-            self._document.setHtml(self._text)
-            self._document.setTextWidth(self.width())
-            self._document.drawContents(painter)
-        else:
-            text = self.fontMetrics().elidedText(self._text, Qt.TextElideMode.ElideRight, self.width() - 4)
-            painter.setPen(self.palette().windowText().color())
-            painter.drawText(self.rect().adjusted(2, 0, -2, 0),
-                             int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft), text)
+        text = self.fontMetrics().elidedText(self._text, Qt.TextElideMode.ElideRight, self.width() - 4)
+        painter.setPen(self.palette().windowText().color())
+        painter.drawText(self.rect().adjusted(2, 0, -2, 0),
+                         int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft), text)
         painter.end()
