@@ -35,6 +35,8 @@ dashed green line is the ports held in the busiest pool, the dark red dash-dotte
 capacity: when they meet, the pool is exhausted. TIME_WAIT is the wide red line. Click a legend
 entry to hide or show its curve; a hidden curve is listed faded, "hidden: click to show". The line
 under the plot gives the value of every curve at the newest sample (or where the mouse points).
+New samples come in at the right; the view moves on in small steps (2% of the time shown) rather
+than every second, and its height changes only when the counts leave it or fall well below.
 Pause (Space) freezes the view; sampling goes on.</dd>
 <dt><b>Top processes</b></dt>
 <dd>Busiest first. Sockets = connections it holds plus the TIME_WAIT attributed to it. TIME_WAIT has
