@@ -54,6 +54,7 @@ class Column(Generic[RowT]):
     text: Callable[[RowT], str] | None = None  # display text; str(value) when None
     tooltip: str = ""
     numeric: bool = True
+    counts: bool = False  # a count: shown with thousands separators (10,002), as everywhere else
 
 
 class KeyedTableModel(QStandardItemModel, Generic[RowT]):
@@ -86,7 +87,8 @@ class KeyedTableModel(QStandardItemModel, Generic[RowT]):
 
     def _cells_of(self, row: RowT) -> Cells:
         values = tuple(c.value(row) for c in self._columns)
-        texts = tuple(c.text(row) if c.text else str(v) for c, v in zip(self._columns, values, strict=True))
+        texts = tuple(c.text(row) if c.text else f"{v:,}" if c.counts else str(v)
+                      for c, v in zip(self._columns, values, strict=True))
         return texts, values
 
     def headerData(self, section: int, orientation: Qt.Orientation,
@@ -207,7 +209,7 @@ def compact_states(states: dict[str, int] | Any) -> str:
 
 
 def _rate(value: float) -> str:
-    return f"{value:.0f}" if value >= 10 else f"{value:.1f}"
+    return f"{value:,.0f}" if value >= 10 else f"{value:.1f}"
 
 
 def process_name_text(p: ProcessRow) -> str:
@@ -224,13 +226,13 @@ PROCESS_COLUMNS: tuple[Column[ProcessRow], ...] = (
     Column("Name", process_name_text, numeric=False),
     Column("Sockets", lambda p: p.connections + p.time_wait,
            tooltip="Connections it holds plus the TIME_WAIT sockets attributed to it (listening ports "
-                   "are not counted: they hold no dynamic port)"),
+                   "are not counted: they hold no dynamic port)", counts=True),
     Column("Conns", lambda p: p.connections,
-           tooltip="Sockets it owns right now, any state but TIME_WAIT and LISTEN"),
-    Column("TIME_WAIT", lambda p: p.time_wait, tooltip="Exact plus inferred"),
-    Column("exact", lambda p: p.time_wait_exact,
+           tooltip="Sockets it owns right now, any state but TIME_WAIT and LISTEN", counts=True),
+    Column("TIME_WAIT", lambda p: p.time_wait, tooltip="Exact plus inferred", counts=True),
+    Column("exact", lambda p: p.time_wait_exact, counts=True,
            tooltip="TIME_WAIT whose 4-tuple was seen owned by this process, or named by a kernel event"),
-    Column("inferred", lambda p: p.time_wait_inferred,
+    Column("inferred", lambda p: p.time_wait_inferred, counts=True,
            tooltip="TIME_WAIT toward the endpoints this process talks to (or on its listening port)"),
     Column("New/s", lambda p: p.opens_per_s, lambda p: _rate(p.opens_per_s),
            tooltip="New outbound connections (or attempts) per second"),
@@ -244,8 +246,9 @@ PROCESS_SOCKETS_COLUMN = 2
 REMOTE_COLUMNS: tuple[Column[RemoteRow], ...] = (
     Column("Address", lambda r: r.address, numeric=False),
     Column("Port", lambda r: r.port),
-    Column("Connections", lambda r: r.connections, tooltip="All sockets toward it, TIME_WAIT included"),
-    Column("TIME_WAIT", lambda r: r.time_wait),
+    Column("Connections", lambda r: r.connections, counts=True,
+           tooltip="All sockets toward it, TIME_WAIT included"),
+    Column("TIME_WAIT", lambda r: r.time_wait, counts=True),
 )
 REMOTE_CONNECTIONS_COLUMN = 2
 

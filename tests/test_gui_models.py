@@ -182,6 +182,24 @@ def test_numbers_sort_as_numbers() -> None:
     assert [proxy.data(proxy.index(r, 0)) for r in range(3)] == ["9", "10", "100"]
 
 
+def test_counts_read_with_thousands_separators_ids_and_ports_without() -> None:
+    model = ProcessTableModel()
+    proxy = TableFilterProxy()
+    proxy.setSourceModel(model)
+    model.update([proc(12345, "java", tw=10_002, conns=999), proc(7, "curl", tw=20_000, rate=1234.4)])
+    java = model.row_of(12345)
+    shown = [model.data(model.index(java, c)) for c in range(5)]
+    assert shown == ["12345", "java", "11,001", "999", "10,002"]
+    assert model.data(model.index(model.row_of(7), 7)) == "1,234"  # New/s
+    proxy.sort(PROCESS_SOCKETS_COLUMN, Qt.SortOrder.DescendingOrder)  # still by number, not by text
+    assert [proxy.data(proxy.index(r, 0)) for r in range(2)] == ["7", "12345"]
+    proxy.set_filter_text("10,002")  # what the table shows is what the filter finds
+    assert proxy.rowCount() == 1
+    remotes = RemoteTableModel()
+    remotes.update([RemoteRow("127.0.0.1", 30011, 1234, 1200)])
+    assert [remotes.data(remotes.index(0, c)) for c in range(4)] == ["127.0.0.1", "30011", "1,234", "1,200"]
+
+
 def test_invalid_indexes_give_nothing() -> None:
     model = ProcessTableModel()
     assert model.data(QModelIndex()) is None
