@@ -230,7 +230,7 @@ class TraceParser:
             comm_text, tid_text, tgid, v6, sport, dport, saddr, daddr, saddr6, daddr6, state = groups
             pid = pid_of.get(tid_text)
             if pid is None:
-                pid = pid_of[tid_text] = pid_to_keep(int(tid_text), tgid)
+                pid = pid_of[tid_text] = pid_to_keep(int(tid_text), tgid or None)  # findall: b"" if absent
             if pid < 0:
                 self.dropped_foreign += 1
                 if pid == _DROP_GONE:
