@@ -14,7 +14,7 @@ LINUX_TIME_WAIT_SECONDS = 60.0
 def read_text(path: str) -> str:
     """The file's text. os.read rather than open(): five of these files are read every
     sample, and a text-mode file object cost about twice the read itself."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = os.open(path, os.O_RDONLY)  # non-inheritable, as every fd os.open makes (PEP 446)
     try:
         chunks = []
         while chunk := os.read(fd, 1 << 16):
