@@ -24,14 +24,20 @@ Pair = tuple[int, int]  # (pid, remote endpoint key)
 
 
 def count_pairs(rkeys: np.ndarray, pids: np.ndarray) -> dict[Pair, int]:
-    """How many rows per (pid, remote key)."""
+    """How many rows per (pid, remote key), in order of (remote key, pid).
+
+    Sorted with np.lexsort over the two columns: np.unique over a structured array of
+    them compares the rows as records and cost 4-5x as much (3 ms at 1,700 rows)."""
     if not len(rkeys):
         return {}
-    pairs = np.empty(len(rkeys), dtype=[("r", "u8"), ("p", "i4")])
-    pairs["r"], pairs["p"] = rkeys, pids
-    uniq, counts = np.unique(pairs, return_counts=True)
-    return {(int(pid), int(rkey)): int(n)
-            for (rkey, pid), n in zip(uniq.tolist(), counts.tolist(), strict=True)}
+    order = np.lexsort((pids, rkeys))
+    rkeys, pids = rkeys[order], pids[order]
+    starts = np.ones(len(rkeys), dtype=bool)
+    starts[1:] = (rkeys[1:] != rkeys[:-1]) | (pids[1:] != pids[:-1])
+    first = np.flatnonzero(starts)
+    counts = np.diff(first, append=len(rkeys))
+    found = zip(rkeys[first].tolist(), pids[first].tolist(), counts.tolist(), strict=True)
+    return {(pid, rkey): n for rkey, pid, n in found}
 
 
 class _Window:

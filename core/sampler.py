@@ -157,8 +157,14 @@ class Sampler:
         result = np.full(len(keys), -1, dtype=np.int32)
         if not len(self._mem_keys) or not len(keys):
             return result
-        hit = _sorted_contains(self._mem_keys, keys)
-        result[hit] = self._mem_pids[np.searchsorted(self._mem_keys, keys[hit])]
+        # A listing asks for every TIME_WAIT row: one search, with the keys in order (each
+        # then starts where the last ended: half the time of keys in the kernel's order).
+        order = np.argsort(keys)
+        pos = np.empty(len(keys), dtype=np.intp)
+        pos[order] = np.searchsorted(self._mem_keys, keys[order])
+        pos[pos >= len(self._mem_keys)] = 0
+        hit = self._mem_keys[pos] == keys
+        result[hit] = self._mem_pids[pos[hit]]
         return result
 
     # -- the TIME_WAIT tier -------------------------------------------------------------

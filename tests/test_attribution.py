@@ -6,6 +6,9 @@ where the tiers' logic is pinned down; the namespace scenarios prove it for real
 
 from __future__ import annotations
 
+import numpy as np
+
+from core.attribution import count_pairs
 from core.judgement import JudgedSampler
 from core.model import FIN_WAIT1, SYN_SENT, KernelCounters, PortConfig, TableRead, TraceEvent, pack_address
 from core.sampler import Sampler
@@ -125,3 +128,12 @@ def test_time_wait_on_a_listening_port_belongs_to_the_listener():
     sample = Sampler(TableSource([(tw, [])])).sample()
     assert by_pid(sample)[777].time_wait_inferred == 12
     assert sample.ports.in_use == 0  # accepted connections never count toward pressure
+
+
+def test_count_pairs_counts_rows_per_pid_and_endpoint_in_endpoint_order():
+    rkeys = np.array([9, 7, 9, 7, 9, 2**64 - 1], dtype=np.uint64)
+    pids = np.array([5, 5, 3, 5, 5, 3], dtype=np.int32)
+    counted = count_pairs(rkeys, pids)
+    assert list(counted.items()) == [((5, 7), 2), ((3, 9), 1), ((5, 9), 2), ((3, 2**64 - 1), 1)]
+    assert all(type(n) is int for pair in counted for n in pair)
+    assert count_pairs(np.zeros(0, dtype=np.uint64), np.zeros(0, dtype=np.int32)) == {}

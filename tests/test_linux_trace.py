@@ -160,6 +160,31 @@ def test_parser_drops_what_the_namespace_check_rejects_and_stops_at_max_events()
     assert asked.count(21627) == 1  # asked once per thread per chunk
 
 
+def test_a_chunk_that_may_be_cut_parses_like_one_that_may_not() -> None:
+    # At least max_events lines: the parser keeps the matches' positions (finditer), else it
+    # takes only their groups (findall). Both ways give the same events, counters and asks.
+    lines = [THREAD_V4_SYN, LOST, ODD_COMM_V6_SYN, OTHER_STATE, *GARBAGE, ODD_COMM_V6_FIN, BAD_ADDRESS,
+             UNKNOWN_COMM, MAPPED_FIN, THREAD_V4_SYN.replace("(   7013)", "(-------)")]
+    data = ("\n".join(lines) + "\n").encode()
+    results = []
+    for max_events in (len(lines), 1_000_000):
+        asked: list[tuple[int, bytes | None]] = []
+
+        def pid_to_keep(tid: int, tgid: bytes | None, asked: list[tuple[int, bytes | None]] = asked) -> int:
+            asked.append((tid, tgid))
+            return -2 if tid == 4242 else keep_recorded_pid(tid, tgid)
+
+        parser = TraceParser()
+        events = parser.feed(data, pid_to_keep, max_events=max_events, comm_of=lambda tid: f"thread {tid}")
+        results.append((events, asked, parser.lost, parser.unparsed, parser.dropped_gone, parser.returned))
+    assert results[0] == results[1]
+    events, asked = results[0][:2]
+    assert [(e.pid, e.comm) for e in events] == [(7013, "python3"), *[(21627, "my we-ird-x-99")] * 2,
+                                                  *[(7013, "python3")] * 2]
+    # Asked once per thread, in order; 4242 is gone (its "<...>" line dropped, never named).
+    assert asked == [(7054, b"7013"), (21627, None), (4242, b"-------")]
+
+
 def test_parse_of_100k_lines_fed_in_chunks() -> None:
     # Lines cut across 64 KiB chunks all parse. The rate is printed for a reader; it is not
     # asserted (absolute times fail on a loaded machine).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from core.model import KernelCounters, PortConfig
@@ -11,8 +12,16 @@ LINUX_TIME_WAIT_SECONDS = 60.0
 
 
 def read_text(path: str) -> str:
-    with open(path, encoding="ascii", errors="replace") as f:
-        return f.read()
+    """The file's text. os.read rather than open(): five of these files are read every
+    sample, and a text-mode file object cost about twice the read itself."""
+    fd = os.open(path, os.O_RDONLY)  # non-inheritable, as every fd os.open makes (PEP 446)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("ascii", "replace")
 
 
 def parse_sockstat_tw(text: str) -> int | None:
