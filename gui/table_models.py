@@ -19,9 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from PySide6.QtCore import (
-    QModelIndex,
     QObject,
-    QPersistentModelIndex,
     QRegularExpression,
     QSortFilterProxyModel,
     Qt,
@@ -35,10 +33,8 @@ RowT = TypeVar("RowT")
 Cells = tuple[tuple[str, ...], tuple[Any, ...]]  # a row's (texts, sort values)
 SORT_ROLE = Qt.ItemDataRole.UserRole  # the raw value, so numbers sort as numbers
 KEY_ROLE = Qt.ItemDataRole.UserRole + 1  # the row's key (pid, or (address, port))
-_ANY_INDEX = QModelIndex | QPersistentModelIndex
 _DISPLAY = int(Qt.ItemDataRole.DisplayRole)
 _TOOLTIP = int(Qt.ItemDataRole.ToolTipRole)
-_SORT = int(SORT_ROLE)
 _RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 _LEFT = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
 _HORIZONTAL = Qt.Orientation.Horizontal

@@ -8,15 +8,15 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 
 
 class TextStrip(QWidget):
-    """A line or two of text that changes every sample. A QLabel asks its layout to
+    """A line of text that changes every sample. A QLabel asks its layout to
     recompute on every setText, which re-lays out and repaints the whole window each
     second; this widget keeps a fixed height and only repaints itself."""
 
-    def __init__(self, lines: int = 1, hint: str = "", parent: QWidget | None = None) -> None:
+    def __init__(self, hint: str = "", parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._text = ""
         self._hint = hint
-        self.setFixedHeight(lines * self.fontMetrics().lineSpacing() + 4)
+        self.setFixedHeight(self.fontMetrics().lineSpacing() + 4)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
     def text(self) -> str:
